@@ -1,1 +1,32 @@
-pub mod x {}
+//! # switch-core: the sans-IO heart of vhub
+//!
+//! This crate holds everything about *where a frame goes* and *what bytes mean*,
+//! and nothing about how bytes reach a wire. It has **no networking code, no
+//! threads, and never reads a clock**: time is a parameter of every call that
+//! needs it (`clippy.toml` forbids `Instant::now` here), so every behaviour can
+//! be replayed in a test with a virtual clock.
+//!
+//! ```text
+//!   plaintext from TLS ──► Session::handle_input ──► frames ──► Fabric::forward
+//!                                  │                                  │
+//!                       events (poll_event)          Forward::{Unicast, Flood, Drop}
+//!                                  │                                  │
+//!   plaintext to TLS ◄── Session::poll_transmit ◄── Session::send_frame ◄┘
+//! ```
+//!
+//! - [`wire`]: the `vhub/1` codec — the HTTP/1.1 upgrade and the binary
+//!   messages (frame batches, acks, ping/pong, close). Decoding borrows from
+//!   the caller's buffer; encoding appends to a buffer the caller owns.
+//! - [`session`]: one end of a session — sequence numbers, cumulative acks,
+//!   the bounded retransmit buffer, resume after a lost link, keep-alive.
+//! - [`fabric`]: the MAC switching fabric — learning, aging, flooding, caps —
+//!   per virtual hub.
+//!
+//! What it does not do: TLS, sockets, TAP devices, authentication decisions
+//! (the hub checks credentials; this crate only carries them), randomness
+//! (session tokens are made by the caller).
+
+pub mod fabric;
+pub mod session;
+pub mod sim;
+pub mod wire;
