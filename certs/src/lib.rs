@@ -1,9 +1,12 @@
-//! Certificates for vhub: the hub's own certificate and key, and the
-//! client's record of which hubs it trusts.
+//! Certificates and OpenSSL plumbing shared by the hub `vhub` and the
+//! client `vnic`: the hub's own certificate and key, the client's record of
+//! which hubs it trusts, and ([`tls`]) sans-IO TLS sessions with the
+//! contexts, cipher presets and verification modes both ends use.
 //!
-//! Shared by the hub (`vhub`) and the client (`vnic`). All cryptography is
-//! OpenSSL's, through the `openssl` crate; this crate works with the system
-//! OpenSSL 3.0 and with a vendored 3.x.
+//! All cryptography is OpenSSL's, through the `openssl` crate; this crate
+//! works with the system OpenSSL 3.0 and with a vendored 3.x (feature
+//! `vendored`, which the hub enables by default; feature `legacy-ciphers`
+//! adds RC4, see [`tls`]).
 //!
 //! What it does:
 //!
@@ -23,13 +26,20 @@
 //!   paste, including `openssl x509 -fingerprint -sha256` output.
 //! - **Remembers hubs** for trust on first use ([`KnownHubs`]), like SSH's
 //!   `known_hosts`: a text file of `host:port sha256:HEX` lines.
+//! - **Runs TLS without sockets** ([`tls::TlsConn`]): an OpenSSL session
+//!   over two in-memory buffers that the caller fills from and drains to
+//!   its sockets (io_uring, epoll, blocking), built for batching. The
+//!   contexts ([`tls::server_context`], [`tls::client_context`]) pick
+//!   suites by preset (`default`, `aes256-sha`, `rc4-sha`, `rc4-md5`) or
+//!   raw OpenSSL strings, and verify the hub by CA file, pinned
+//!   fingerprint, or trust on first use ([`tls::check_tofu`]).
 //!
 //! What it does not do:
 //!
-//! - It opens no sockets and builds no TLS contexts: the hub and the client
-//!   put [`Identity::cert`] and [`Identity::key`] into their own
-//!   `SslAcceptor`/`SslConnector` and do the verification there (a CA file,
-//!   a pinned fingerprint, or [`KnownHubs::check`]).
+//! - It opens no sockets, reads no clock for TLS and spawns no threads: the
+//!   caller moves every byte between a [`tls::TlsConn`] and the network,
+//!   and decides when a session has been idle too long.
+//! - It speaks no HTTP and knows nothing of the vhub protocol above TLS.
 //! - It is not a CA: it issues no certificates for clients, keeps no
 //!   revocation lists and never renews a certificate by itself. An expired
 //!   certificate is reported by [`Identity::info`], not replaced.
@@ -56,6 +66,7 @@ mod fingerprint;
 mod identity;
 mod known_hubs;
 mod store;
+pub mod tls;
 
 pub use error::{CertError, ParseFingerprintError};
 pub use fingerprint::Fingerprint;

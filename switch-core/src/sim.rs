@@ -105,7 +105,10 @@ impl Pair {
     pub fn step(&mut self) -> bool {
         let now = self.now;
         let mut moved = false;
-        moved |= self.client.poll_transmit(now, &mut self.c2h.in_flight, self.transmit_budget) > 0;
+        moved |= self
+            .client
+            .poll_transmit(now, &mut self.c2h.in_flight, self.transmit_budget)
+            > 0;
         if self.hub_attached {
             if let Some(h) = &mut self.hub {
                 moved |= h.poll_transmit(now, &mut self.h2c.in_flight, self.transmit_budget) > 0;
@@ -166,7 +169,13 @@ impl Pair {
                 if h.resume(self.now, r.rx).is_ok() {
                     self.hub_attached = true;
                 } else {
-                    http::emit_error(&mut self.h2c.in_flight, Status::CONFLICT, "bad-resume", "resume refused", &[]);
+                    http::emit_error(
+                        &mut self.h2c.in_flight,
+                        Status::CONFLICT,
+                        "bad-resume",
+                        "resume refused",
+                        &[],
+                    );
                 }
             }
             (Some(_), _) => {

@@ -5,7 +5,9 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use proptest::prelude::*;
-use switch_core::wire::http::{self, Credentials, FrontRequest, Resume, SessionToken, UpgradeRequest};
+use switch_core::wire::http::{
+    self, Credentials, FrontRequest, Resume, SessionToken, UpgradeRequest,
+};
 use switch_core::wire::{self, CloseCode, FramesWriter, Limits, Message, WireError};
 
 /// Counts allocations made by the current thread, so a test can assert that
@@ -36,7 +38,10 @@ fn allocs() -> u64 {
 }
 
 fn limits() -> impl Strategy<Value = Limits> {
-    (14u32..3000, 1u32..300).prop_map(|(max_frame, max_batch)| Limits { max_frame, max_batch })
+    (14u32..3000, 1u32..300).prop_map(|(max_frame, max_batch)| Limits {
+        max_frame,
+        max_batch,
+    })
 }
 
 /// Decodes every message in `buf`; counts messages; never allocates.

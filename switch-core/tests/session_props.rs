@@ -28,7 +28,11 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        (0u8..40, 0u8..40, 14u16..1519).prop_map(|(client, hub, len)| Op::Send { client, hub, len }),
+        (0u8..40, 0u8..40, 14u16..1519).prop_map(|(client, hub, len)| Op::Send {
+            client,
+            hub,
+            len
+        }),
         (1u16..5000, 1u8..6).prop_map(|(chunk, steps)| Op::Run { chunk, steps }),
         (0u8..20).prop_map(|during| Op::CutAndResume { during }),
         (0u16..3000).prop_map(|ms| Op::Wait { ms }),
@@ -113,7 +117,10 @@ proptest! {
 /// frames, and every lost frame is counted on both sides.
 #[test]
 fn outage_beyond_the_buffer_is_counted_not_silent() {
-    let cfg = SessionConfig { max_buffered_frames: 100, ..SessionConfig::default() };
+    let cfg = SessionConfig {
+        max_buffered_frames: 100,
+        ..SessionConfig::default()
+    };
     let mut p = Pair::new(t0(), cfg.clone(), cfg);
     p.drive();
     p.cut();

@@ -50,7 +50,7 @@ use crate::wire::http::{
     self, Credentials, Refusal, ResponseError, Resume, SessionToken, UpgradeRequest,
     UpgradeResponse,
 };
-use crate::wire::message::{RECORD_PREFIX_LEN, FRAMES_PREFIX_LEN};
+use crate::wire::message::{FRAMES_PREFIX_LEN, RECORD_PREFIX_LEN};
 use crate::wire::{self, CloseCode, FramesWriter, Limits, Message, WireError, HEADER_LEN};
 use ring::ByteRing;
 
@@ -110,7 +110,11 @@ pub enum Event {
     /// The session is up: new (`resumed == false`), or resumed after a link
     /// loss with `resent` frames transmitted again and `lost` frames the peer
     /// missed that were no longer in the buffer.
-    Established { resumed: bool, resent: u64, lost: u64 },
+    Established {
+        resumed: bool,
+        resent: u64,
+        lost: u64,
+    },
     /// The hub no longer knows the session we tried to resume (it restarted,
     /// or the grace period passed). The client should reconnect: a fresh
     /// session is requested next time; unsent frames are kept.
@@ -122,7 +126,11 @@ pub enum Event {
     /// is detached and may reconnect later; otherwise it is closed.
     Refused(Refusal),
     /// The session ended.
-    Closed { code: CloseCode, reason: String, by_peer: bool },
+    Closed {
+        code: CloseCode,
+        reason: String,
+        by_peer: bool,
+    },
 }
 
 /// Counters of one session, for metrics and status lines.
@@ -396,8 +404,7 @@ impl Session {
             used += msg.1;
             match msg.0 {
                 Message::Frames(frames) => {
-                    let mut seq = frames.first_seq();
-                    for frame in frames.iter() {
+                    for (seq, frame) in (frames.first_seq()..).zip(frames.iter()) {
                         if seq <= self.rx_last {
                             self.stats.rx_duplicates += 1;
                         } else {
@@ -407,7 +414,6 @@ impl Session {
                             self.stats.rx_bytes += frame.len() as u64;
                             deliver(frame);
                         }
-                        seq += 1;
                     }
                     if self.ack_deadline.is_none() && self.rx_last > self.ack_sent {
                         self.ack_deadline = Some(now + self.config.ack_delay);
@@ -602,7 +608,8 @@ impl Session {
         if self.state == State::Closed {
             return Err(SendError::Closed);
         }
-        if frame.len() < wire::MIN_FRAME_LEN || frame.len() > self.config.limits.max_frame as usize {
+        if frame.len() < wire::MIN_FRAME_LEN || frame.len() > self.config.limits.max_frame as usize
+        {
             return Err(SendError::BadLength(frame.len()));
         }
         let need = RECORD_PREFIX_LEN + frame.len();

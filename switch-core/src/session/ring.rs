@@ -105,7 +105,12 @@ mod tests {
         let mut next = 0u8;
         for round in 0..2000usize {
             let n = (round * 7919) % 3000;
-            let chunk: Vec<u8> = (0..n).map(|_| { next = next.wrapping_add(1); next }).collect();
+            let chunk: Vec<u8> = (0..n)
+                .map(|_| {
+                    next = next.wrapping_add(1);
+                    next
+                })
+                .collect();
             r.push(&[&chunk[..n / 2], &chunk[n / 2..]]);
             model.extend(chunk.iter().copied());
             let pop = (round * 104_729) % (r.len() + 1);

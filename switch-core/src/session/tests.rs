@@ -37,7 +37,9 @@ fn connect_emits_an_upgrade_request() {
     c.poll_transmit(now, &mut out, 1 << 16);
     let (req, n) = http::parse_request(&out, 8192).unwrap().unwrap();
     assert_eq!(n, out.len());
-    let FrontRequest::Upgrade(req) = req else { panic!() };
+    let FrontRequest::Upgrade(req) = req else {
+        panic!()
+    };
     assert_eq!(req.hub, "LAB");
     assert_eq!(req.credentials.unwrap().user, "u");
     assert!(req.resume.is_none());
@@ -51,11 +53,19 @@ fn handshaking_to_established_both_sides() {
     let p = established();
     assert_eq!(
         p.client_events,
-        [Event::Established { resumed: false, resent: 0, lost: 0 }]
+        [Event::Established {
+            resumed: false,
+            resent: 0,
+            lost: 0
+        }]
     );
     assert_eq!(
         p.hub_events,
-        [Event::Established { resumed: false, resent: 0, lost: 0 }]
+        [Event::Established {
+            resumed: false,
+            resent: 0,
+            lost: 0
+        }]
     );
 }
 
@@ -64,7 +74,10 @@ fn client_adopts_the_hubs_parameters() {
     let hub_cfg = SessionConfig {
         keepalive: Duration::from_secs(2),
         timeout: Duration::from_secs(7),
-        limits: Limits { max_frame: 9000, max_batch: 64 },
+        limits: Limits {
+            max_frame: 9000,
+            max_batch: 64,
+        },
         ..SessionConfig::default()
     };
     let mut p = Pair::new(t0(), SessionConfig::default(), hub_cfg);
@@ -80,7 +93,9 @@ fn client_adopts_the_hubs_parameters() {
 fn frames_flow_both_ways_in_order_and_acks_release_the_buffer() {
     let mut p = established();
     for i in 0..1000 {
-        p.client.send_frame(&test_frame(1, i, 60 + (i as usize % 1400))).unwrap();
+        p.client
+            .send_frame(&test_frame(1, i, 60 + (i as usize % 1400)))
+            .unwrap();
         p.hub().send_frame(&test_frame(2, i, 100)).unwrap();
     }
     p.drive();
@@ -90,7 +105,11 @@ fn frames_flow_both_ways_in_order_and_acks_release_the_buffer() {
         assert_eq!(f, &test_frame(1, i as u32, 60 + (i % 1400)));
     }
     // Frames were acked in bulk (ack_every), the rest after the ack delay.
-    assert!(p.client.buffered_frames() < 64, "{}", p.client.buffered_frames());
+    assert!(
+        p.client.buffered_frames() < 64,
+        "{}",
+        p.client.buffered_frames()
+    );
     p.advance(Duration::from_millis(10));
     p.drive();
     assert_eq!(p.client.buffered_frames(), 0);
@@ -102,7 +121,14 @@ fn frames_flow_both_ways_in_order_and_acks_release_the_buffer() {
 #[test]
 fn many_frames_ride_in_one_message() {
     let now = t0();
-    let mut s = Session::accept(now, SessionConfig::default(), Accept { token: SessionToken([1; 16]), version: 1 });
+    let mut s = Session::accept(
+        now,
+        SessionConfig::default(),
+        Accept {
+            token: SessionToken([1; 16]),
+            version: 1,
+        },
+    );
     let mut out = Vec::new();
     s.poll_transmit(now, &mut out, 1 << 20); // the 101
     out.clear();
@@ -119,8 +145,21 @@ fn many_frames_ride_in_one_message() {
 #[test]
 fn transmit_respects_batch_and_byte_budget() {
     let now = t0();
-    let cfg = SessionConfig { limits: Limits { max_frame: 1518, max_batch: 10 }, ..Default::default() };
-    let mut s = Session::accept(now, cfg, Accept { token: SessionToken([1; 16]), version: 1 });
+    let cfg = SessionConfig {
+        limits: Limits {
+            max_frame: 1518,
+            max_batch: 10,
+        },
+        ..Default::default()
+    };
+    let mut s = Session::accept(
+        now,
+        cfg,
+        Accept {
+            token: SessionToken([1; 16]),
+            version: 1,
+        },
+    );
     let mut out = Vec::new();
     s.poll_transmit(now, &mut out, 1 << 20);
     out.clear();
@@ -131,7 +170,8 @@ fn transmit_respects_batch_and_byte_budget() {
     // 5 frames of 1004 bytes fit the ~5000 byte budget (the first always goes).
     let mut off = 0;
     let mut total = 0;
-    while let Some((Message::Frames(f), n)) = wire::decode(&out[off..], &Limits::default()).unwrap() {
+    while let Some((Message::Frames(f), n)) = wire::decode(&out[off..], &Limits::default()).unwrap()
+    {
         assert!(f.count() <= 10);
         total += f.count();
         off += n;
@@ -174,16 +214,28 @@ fn hub_forgets_a_detached_session_after_the_grace_period() {
     let mut p = established();
     p.cut();
     assert_eq!(p.hub().state(), State::Detached);
-    assert_eq!(p.hub().poll_timeout(), Some(p.now + Duration::from_secs(60)));
+    assert_eq!(
+        p.hub().poll_timeout(),
+        Some(p.now + Duration::from_secs(60))
+    );
     p.advance(Duration::from_secs(59));
     assert_eq!(p.hub().state(), State::Detached);
     p.advance(Duration::from_secs(1));
     assert_eq!(p.hub().state(), State::Closed);
-    assert!(matches!(p.hub_events.last(), Some(Event::Closed { code: CloseCode::Timeout, .. })));
+    assert!(matches!(
+        p.hub_events.last(),
+        Some(Event::Closed {
+            code: CloseCode::Timeout,
+            ..
+        })
+    ));
     // The client's resume is now refused with 410 and it starts over.
     p.reconnect();
     p.drive();
-    assert!(p.client_events.iter().any(|e| matches!(e, Event::SessionExpired { .. })));
+    assert!(p
+        .client_events
+        .iter()
+        .any(|e| matches!(e, Event::SessionExpired { .. })));
     assert_eq!(p.client.state(), State::Detached);
     assert_eq!(p.client.token(), None);
     p.reconnect();
@@ -221,14 +273,31 @@ fn resume_resends_exactly_what_was_missed() {
     assert_eq!(p.to_client, expect_client);
     assert_eq!(p.client.stats().resumes, 1);
     assert_eq!(p.hub().stats().resumes, 1);
-    assert!(p.client_events.iter().any(|e| matches!(e, Event::Established { resumed: true, lost: 0, .. })));
-    assert_eq!(p.client.stats().lost_on_resume + p.hub().stats().lost_on_resume, 0);
+    assert!(p.client_events.iter().any(|e| matches!(
+        e,
+        Event::Established {
+            resumed: true,
+            lost: 0,
+            ..
+        }
+    )));
+    assert_eq!(
+        p.client.stats().lost_on_resume + p.hub().stats().lost_on_resume,
+        0
+    );
 }
 
 #[test]
 fn duplicates_are_dropped_and_counted() {
     let now = t0();
-    let mut s = Session::accept(now, SessionConfig::default(), Accept { token: SessionToken([1; 16]), version: 1 });
+    let mut s = Session::accept(
+        now,
+        SessionConfig::default(),
+        Accept {
+            token: SessionToken([1; 16]),
+            version: 1,
+        },
+    );
     let mut msg = Vec::new();
     let mut w = FramesWriter::begin(&mut msg, 1);
     for i in 0..3 {
@@ -246,7 +315,14 @@ fn duplicates_are_dropped_and_counted() {
 #[test]
 fn a_gap_in_sequence_numbers_is_counted() {
     let now = t0();
-    let mut s = Session::accept(now, SessionConfig::default(), Accept { token: SessionToken([1; 16]), version: 1 });
+    let mut s = Session::accept(
+        now,
+        SessionConfig::default(),
+        Accept {
+            token: SessionToken([1; 16]),
+            version: 1,
+        },
+    );
     let mut msg = Vec::new();
     let mut w = FramesWriter::begin(&mut msg, 5);
     w.push(&test_frame(1, 0, 60));
@@ -264,7 +340,10 @@ fn resume_with_rx_from_the_future_is_refused() {
     let now = p.now;
     assert_eq!(
         p.hub().resume(now, 99),
-        Err(ResumeError::RxFromTheFuture { claimed: 99, sent: 1 })
+        Err(ResumeError::RxFromTheFuture {
+            claimed: 99,
+            sent: 1
+        })
     );
     assert_eq!(p.hub().state(), State::Detached);
     assert!(p.hub().resume(now, 1).is_ok());
@@ -273,7 +352,14 @@ fn resume_with_rx_from_the_future_is_refused() {
 #[test]
 fn ack_for_a_frame_never_sent_is_a_protocol_error() {
     let now = t0();
-    let mut s = Session::accept(now, SessionConfig::default(), Accept { token: SessionToken([1; 16]), version: 1 });
+    let mut s = Session::accept(
+        now,
+        SessionConfig::default(),
+        Accept {
+            token: SessionToken([1; 16]),
+            version: 1,
+        },
+    );
     let mut out = Vec::new();
     s.poll_transmit(now, &mut out, 1 << 16);
     let mut msg = Vec::new();
@@ -284,14 +370,29 @@ fn ack_for_a_frame_never_sent_is_a_protocol_error() {
     out.clear();
     s.poll_transmit(now, &mut out, 1 << 16);
     let (m, _) = wire::decode(&out, &Limits::default()).unwrap().unwrap();
-    assert!(matches!(m, Message::Close { code: CloseCode::ProtocolError, .. }));
+    assert!(matches!(
+        m,
+        Message::Close {
+            code: CloseCode::ProtocolError,
+            ..
+        }
+    ));
 }
 
 #[test]
 fn malformed_message_closes_with_protocol_error() {
     let now = t0();
-    let mut s = Session::accept(now, SessionConfig::default(), Accept { token: SessionToken([1; 16]), version: 1 });
-    let e = s.handle_input(now, &[0x7f, 0, 0, 0, 0, 0, 0, 0], |_| {}).unwrap_err();
+    let mut s = Session::accept(
+        now,
+        SessionConfig::default(),
+        Accept {
+            token: SessionToken([1; 16]),
+            version: 1,
+        },
+    );
+    let e = s
+        .handle_input(now, &[0x7f, 0, 0, 0, 0, 0, 0, 0], |_| {})
+        .unwrap_err();
     assert_eq!(e, SessionError::Wire(WireError::UnknownType(0x7f)));
     assert_eq!(s.state(), State::Closed);
 }
@@ -305,16 +406,33 @@ fn close_reaches_the_peer() {
     assert_eq!(p.hub().state(), State::Closed);
     assert_eq!(
         p.hub_events.last(),
-        Some(&Event::Closed { code: CloseCode::Normal, reason: "user pressed Ctrl-C".into(), by_peer: true })
+        Some(&Event::Closed {
+            code: CloseCode::Normal,
+            reason: "user pressed Ctrl-C".into(),
+            by_peer: true
+        })
     );
-    assert_eq!(p.client.send_frame(&test_frame(1, 0, 60)), Err(SendError::Closed));
+    assert_eq!(
+        p.client.send_frame(&test_frame(1, 0, 60)),
+        Err(SendError::Closed)
+    );
 }
 
 #[test]
 fn full_buffer_evicts_sent_frames_then_tail_drops_unsent() {
     let now = t0();
-    let cfg = SessionConfig { max_buffered_frames: 8, ..Default::default() };
-    let mut s = Session::accept(now, cfg, Accept { token: SessionToken([1; 16]), version: 1 });
+    let cfg = SessionConfig {
+        max_buffered_frames: 8,
+        ..Default::default()
+    };
+    let mut s = Session::accept(
+        now,
+        cfg,
+        Accept {
+            token: SessionToken([1; 16]),
+            version: 1,
+        },
+    );
     for i in 0..8 {
         s.send_frame(&test_frame(1, i, 60)).unwrap();
     }
@@ -333,7 +451,10 @@ fn full_buffer_evicts_sent_frames_then_tail_drops_unsent() {
 
 #[test]
 fn eviction_shows_up_as_loss_on_resume() {
-    let cfg = SessionConfig { max_buffered_frames: 4, ..Default::default() };
+    let cfg = SessionConfig {
+        max_buffered_frames: 4,
+        ..Default::default()
+    };
     let mut p = Pair::new(t0(), cfg.clone(), cfg);
     p.drive();
     for i in 0..4 {
@@ -359,7 +480,14 @@ fn eviction_shows_up_as_loss_on_resume() {
 #[test]
 fn send_frame_checks_length() {
     let now = t0();
-    let mut s = Session::accept(now, SessionConfig::default(), Accept { token: SessionToken([1; 16]), version: 1 });
+    let mut s = Session::accept(
+        now,
+        SessionConfig::default(),
+        Accept {
+            token: SessionToken([1; 16]),
+            version: 1,
+        },
+    );
     assert_eq!(s.send_frame(&[0; 13]), Err(SendError::BadLength(13)));
     assert_eq!(s.send_frame(&[0; 1519]), Err(SendError::BadLength(1519)));
     assert!(s.send_frame(&[0; 1518]).is_ok());
@@ -368,7 +496,14 @@ fn send_frame_checks_length() {
 #[test]
 fn ping_flood_is_bounded() {
     let now = t0();
-    let mut s = Session::accept(now, SessionConfig::default(), Accept { token: SessionToken([1; 16]), version: 1 });
+    let mut s = Session::accept(
+        now,
+        SessionConfig::default(),
+        Accept {
+            token: SessionToken([1; 16]),
+            version: 1,
+        },
+    );
     let mut msg = Vec::new();
     for i in 0..10_000 {
         wire::encode_ping(&mut msg, i);
@@ -383,7 +518,15 @@ fn ping_flood_is_bounded() {
 
 fn client_answered(status: Status, code: &str) -> Session {
     let now = t0();
-    let mut c = Session::connect(now, SessionConfig::default(), Connect { hub: "X".into(), host: "h".into(), credentials: None });
+    let mut c = Session::connect(
+        now,
+        SessionConfig::default(),
+        Connect {
+            hub: "X".into(),
+            host: "h".into(),
+            credentials: None,
+        },
+    );
     let mut out = Vec::new();
     c.poll_transmit(now, &mut out, 1 << 16);
     let mut resp = Vec::new();
@@ -394,10 +537,16 @@ fn client_answered(status: Status, code: &str) -> Session {
 
 #[test]
 fn fatal_refusal_closes_the_client() {
-    for (status, code) in [(Status::UNAUTHORIZED, "auth-failed"), (Status::NOT_FOUND, "unknown-hub"), (Status::UPGRADE_REQUIRED, "unsupported-version")] {
+    for (status, code) in [
+        (Status::UNAUTHORIZED, "auth-failed"),
+        (Status::NOT_FOUND, "unknown-hub"),
+        (Status::UPGRADE_REQUIRED, "unsupported-version"),
+    ] {
         let mut c = client_answered(status, code);
         assert_eq!(c.state(), State::Closed);
-        let Some(Event::Refused(r)) = c.poll_event() else { panic!() };
+        let Some(Event::Refused(r)) = c.poll_event() else {
+            panic!()
+        };
         assert_eq!(r.status, status);
         assert!(!r.is_retryable());
     }
@@ -415,7 +564,15 @@ fn retryable_refusal_detaches_the_client() {
 #[test]
 fn handshake_times_out_without_an_answer() {
     let now = t0();
-    let mut c = Session::connect(now, SessionConfig::default(), Connect { hub: "X".into(), host: "h".into(), credentials: None });
+    let mut c = Session::connect(
+        now,
+        SessionConfig::default(),
+        Connect {
+            hub: "X".into(),
+            host: "h".into(),
+            credentials: None,
+        },
+    );
     c.handle_timeout(now + Duration::from_secs(15));
     assert_eq!(c.state(), State::Detached);
     assert_eq!(c.poll_event(), Some(Event::LinkDead));

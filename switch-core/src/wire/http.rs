@@ -69,7 +69,10 @@ impl SessionToken {
 
     /// A short, non-secret label for logs and admin tables: the first 4 bytes.
     pub fn short(&self) -> String {
-        format!("{:02x}{:02x}{:02x}{:02x}", self.0[0], self.0[1], self.0[2], self.0[3])
+        format!(
+            "{:02x}{:02x}{:02x}{:02x}",
+            self.0[0], self.0[1], self.0[2], self.0[3]
+        )
     }
 }
 
@@ -272,7 +275,10 @@ fn header<'h>(headers: &'h [httparse::Header<'_>], name: &str) -> Option<&'h [u8
         .map(|h| h.value)
 }
 
-fn header_str<'h>(headers: &'h [httparse::Header<'_>], name: &str) -> Result<Option<&'h str>, HttpError> {
+fn header_str<'h>(
+    headers: &'h [httparse::Header<'_>],
+    name: &str,
+) -> Result<Option<&'h str>, HttpError> {
     header(headers, name)
         .map(|v| {
             std::str::from_utf8(v)
@@ -282,7 +288,10 @@ fn header_str<'h>(headers: &'h [httparse::Header<'_>], name: &str) -> Result<Opt
         .transpose()
 }
 
-fn header_num<T: std::str::FromStr>(headers: &[httparse::Header<'_>], name: &str) -> Result<Option<T>, HttpError> {
+fn header_num<T: std::str::FromStr>(
+    headers: &[httparse::Header<'_>],
+    name: &str,
+) -> Result<Option<T>, HttpError> {
     header_str(headers, name)?
         .map(|v| {
             v.parse()
@@ -305,7 +314,10 @@ fn valid_hub_name(name: &str) -> bool {
 /// bytes, which is [`HttpError::HeadTooLarge`]). `Ok(Some((req, n)))`: the
 /// head took `n` bytes; a client must not send anything after an upgrade
 /// request before it has read the `101`.
-pub fn parse_request(buf: &[u8], max_head: usize) -> Result<Option<(FrontRequest, usize)>, HttpError> {
+pub fn parse_request(
+    buf: &[u8],
+    max_head: usize,
+) -> Result<Option<(FrontRequest, usize)>, HttpError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let n = match req.parse(buf) {
@@ -359,7 +371,10 @@ fn parse_upgrade(hub: &str, headers: &[httparse::Header<'_>]) -> Result<UpgradeR
     // `Upgrade: vhub/2, vhub/1` lists what the client speaks; pick the best.
     let mut version = None;
     for proto in upgrade.split(',').map(str::trim) {
-        if let Some(v) = proto.strip_prefix("vhub/").and_then(|v| v.parse::<u32>().ok()) {
+        if let Some(v) = proto
+            .strip_prefix("vhub/")
+            .and_then(|v| v.parse::<u32>().ok())
+        {
             if SUPPORTED_VERSIONS.contains(&v) && version.is_none_or(|best| v > best) {
                 version = Some(v);
             }
@@ -410,7 +425,9 @@ fn parse_upgrade(hub: &str, headers: &[httparse::Header<'_>]) -> Result<UpgradeR
 
 fn parse_basic(v: &str) -> Result<Credentials, HttpError> {
     let bad = |why: &str| HttpError::BadRequest(format!("Authorization: {why}"));
-    let (scheme, b64) = v.split_once(' ').ok_or_else(|| bad("expected `Basic <base64>`"))?;
+    let (scheme, b64) = v
+        .split_once(' ')
+        .ok_or_else(|| bad("expected `Basic <base64>`"))?;
     if !scheme.eq_ignore_ascii_case("basic") {
         return Err(bad("only the Basic scheme is supported"));
     }
@@ -418,7 +435,9 @@ fn parse_basic(v: &str) -> Result<Credentials, HttpError> {
         .decode(b64.trim())
         .map_err(|_| bad("invalid base64"))?;
     let raw = String::from_utf8(raw).map_err(|_| bad("credentials are not UTF-8"))?;
-    let (user, password) = raw.split_once(':').ok_or_else(|| bad("missing ':' between user and password"))?;
+    let (user, password) = raw
+        .split_once(':')
+        .ok_or_else(|| bad("missing ':' between user and password"))?;
     Ok(Credentials {
         user: user.to_owned(),
         password: password.to_owned(),
@@ -534,7 +553,9 @@ pub fn parse_response(
             .map(str::trim)
     };
     if status != Status::SWITCHING_PROTOCOLS {
-        let body_len: usize = s("Content-Length").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let body_len: usize = s("Content-Length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         if body_len > max_head {
             return Err(ResponseError::TooLarge(max_head));
         }
@@ -624,9 +645,13 @@ pub fn emit_http_error(out: &mut Vec<u8>, err: &HttpError) {
             ),
             &[&format!("Upgrade: {}", supported_versions_list())],
         ),
-        HttpError::MethodNotAllowed(_) => {
-            emit_error(out, err.status(), err.code(), &err.to_string(), &["Allow: GET, HEAD"])
-        }
+        HttpError::MethodNotAllowed(_) => emit_error(
+            out,
+            err.status(),
+            err.code(),
+            &err.to_string(),
+            &["Allow: GET, HEAD"],
+        ),
         _ => emit_error(out, err.status(), err.code(), &err.to_string(), &[]),
     }
 }
@@ -669,7 +694,8 @@ mod tests {
         }
     }
 
-    const BASE: &str = "GET /vhub/DEFAULT HTTP/1.1\r\nHost: h:8443\r\nConnection: Upgrade\r\nUpgrade: vhub/1\r\n";
+    const BASE: &str =
+        "GET /vhub/DEFAULT HTTP/1.1\r\nHost: h:8443\r\nConnection: Upgrade\r\nUpgrade: vhub/1\r\n";
 
     #[test]
     fn request_round_trip_with_everything() {
@@ -695,7 +721,10 @@ mod tests {
     #[test]
     fn index_and_ca_cert() {
         assert_eq!(
-            parse("GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap().unwrap().0,
+            parse("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap()
+                .unwrap()
+                .0,
             FrontRequest::Index(Method::Get)
         );
         assert_eq!(
@@ -726,7 +755,10 @@ mod tests {
         let e = parse("GET /vhub/bad/name HTTP/1.1\r\nUpgrade: vhub/1\r\n\r\n").unwrap_err();
         assert_eq!(e.status(), Status::BAD_REQUEST);
         let e = parse("GET /vhub/DEFAULT HTTP/1.1\r\nUpgrade: vhub/1\r\n\r\n").unwrap_err();
-        assert_eq!(e, HttpError::BadRequest("missing Connection: Upgrade".into()));
+        assert_eq!(
+            e,
+            HttpError::BadRequest("missing Connection: Upgrade".into())
+        );
         let e = parse(&format!("{BASE}Authorization: Bearer xyz\r\n\r\n")).unwrap_err();
         assert_eq!(e.status(), Status::BAD_REQUEST);
         let e = parse(&format!("{BASE}Authorization: Basic !!!\r\n\r\n")).unwrap_err();
@@ -734,7 +766,10 @@ mod tests {
         let e = parse(&format!("{BASE}Vhub-Resume: 1234\r\nVhub-Rx: 1\r\n\r\n")).unwrap_err();
         assert_eq!(e.status(), Status::BAD_REQUEST);
         let e = parse(&format!("{BASE}Vhub-Resume: {}\r\n\r\n", "ab".repeat(16))).unwrap_err();
-        assert_eq!(e, HttpError::BadRequest("Vhub-Resume without Vhub-Rx".into()));
+        assert_eq!(
+            e,
+            HttpError::BadRequest("Vhub-Resume without Vhub-Rx".into())
+        );
         let e = parse(&format!("{BASE}Vhub-Max-Frame: lots\r\n\r\n")).unwrap_err();
         assert_eq!(e.status(), Status::BAD_REQUEST);
     }
@@ -752,7 +787,9 @@ mod tests {
         assert_eq!(e.status(), Status::METHOD_NOT_ALLOWED);
         let mut out = Vec::new();
         emit_http_error(&mut out, &e);
-        assert!(String::from_utf8(out).unwrap().contains("Allow: GET, HEAD\r\n"));
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .contains("Allow: GET, HEAD\r\n"));
     }
 
     #[test]
@@ -825,18 +862,36 @@ mod tests {
     #[test]
     fn refusals_401_404_410_429_503() {
         let cases = [
-            (Status::UNAUTHORIZED, "auth-failed", false, Some("WWW-Authenticate: Basic realm=\"vhub\"")),
+            (
+                Status::UNAUTHORIZED,
+                "auth-failed",
+                false,
+                Some("WWW-Authenticate: Basic realm=\"vhub\""),
+            ),
             (Status::NOT_FOUND, "unknown-hub", false, None),
             (Status::GONE, "session-unknown", true, None),
-            (Status::TOO_MANY_REQUESTS, "rate-limited", true, Some("Retry-After: 30")),
-            (Status::SERVICE_UNAVAILABLE, "shutting-down", true, Some("Retry-After: 5")),
+            (
+                Status::TOO_MANY_REQUESTS,
+                "rate-limited",
+                true,
+                Some("Retry-After: 30"),
+            ),
+            (
+                Status::SERVICE_UNAVAILABLE,
+                "shutting-down",
+                true,
+                Some("Retry-After: 5"),
+            ),
         ];
         for (status, code, retry, extra) in cases {
             let mut out = Vec::new();
             let extra: Vec<&str> = extra.into_iter().collect();
             emit_error(&mut out, status, code, "because", &extra);
             // Incomplete body: wait for it.
-            assert_eq!(parse_response(&out[..out.len() - 1], DEFAULT_MAX_HEAD).unwrap(), None);
+            assert_eq!(
+                parse_response(&out[..out.len() - 1], DEFAULT_MAX_HEAD).unwrap(),
+                None
+            );
             let (r, n) = parse_response(&out, DEFAULT_MAX_HEAD).unwrap().unwrap();
             assert_eq!(n, out.len());
             let r = r.unwrap_err();
@@ -866,7 +921,10 @@ mod tests {
         assert_eq!(SessionToken::parse("zz"), None);
         assert_eq!(SessionToken::parse(&"g".repeat(32)), None);
         assert!(!format!("{t:?}").contains(&t.to_string()));
-        let c = Credentials { user: "u".into(), password: "secret".into() };
+        let c = Credentials {
+            user: "u".into(),
+            password: "secret".into(),
+        };
         assert!(!format!("{c:?}").contains("secret"));
     }
 

@@ -195,9 +195,7 @@ impl<'a> Frames<'a> {
 
     /// The frames, in order, borrowed from the input buffer.
     pub fn iter(&self) -> FrameIter<'a> {
-        FrameIter {
-            rest: self.records,
-        }
+        FrameIter { rest: self.records }
     }
 }
 
@@ -241,7 +239,10 @@ fn be_u64(b: &[u8]) -> u64 {
 /// checked as soon as it is complete: a body longer than the limits allow is
 /// an error before any of it has arrived, so a peer cannot make the caller
 /// buffer more than [`Limits::max_body`] bytes.
-pub fn decode<'a>(buf: &'a [u8], limits: &Limits) -> Result<Option<(Message<'a>, usize)>, WireError> {
+pub fn decode<'a>(
+    buf: &'a [u8],
+    limits: &Limits,
+) -> Result<Option<(Message<'a>, usize)>, WireError> {
     let Some(header) = buf.first_chunk::<HEADER_LEN>() else {
         return Ok(None);
     };
@@ -256,10 +257,7 @@ pub fn decode<'a>(buf: &'a [u8], limits: &Limits) -> Result<Option<(Message<'a>,
         MessageType::Close => 2 + MAX_REASON_LEN,
     };
     if body_len > max {
-        return Err(WireError::BodyTooLong {
-            len: body_len,
-            max,
-        });
+        return Err(WireError::BodyTooLong { len: body_len, max });
     }
     let Some(body) = buf.get(HEADER_LEN..HEADER_LEN + body_len) else {
         return Ok(None);
@@ -473,10 +471,7 @@ mod tests {
     fn ack_bytes_are_as_documented() {
         let mut out = Vec::new();
         encode_ack(&mut out, 0x0102_0304_0506_0708);
-        assert_eq!(
-            out,
-            [0x02, 0, 0, 0, 0, 0, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8]
-        );
+        assert_eq!(out, [0x02, 0, 0, 0, 0, 0, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8]);
         let (m, n) = decode(&out, &Limits::default()).unwrap().unwrap();
         assert_eq!(n, 16);
         assert_eq!(m, Message::Ack(0x0102_0304_0506_0708));
@@ -503,7 +498,9 @@ mod tests {
         out.clear();
         encode_close(&mut out, CloseCode::Normal, &long);
         let (m, _) = decode(&out, &Limits::default()).unwrap().unwrap();
-        let Message::Close { reason, .. } = m else { panic!() };
+        let Message::Close { reason, .. } = m else {
+            panic!()
+        };
         assert_eq!(reason.len(), MAX_REASON_LEN);
     }
 
@@ -535,7 +532,10 @@ mod tests {
         // count = 2^32 - 1
         let mut bad = out.clone();
         bad[16..20].copy_from_slice(&u32::MAX.to_be_bytes());
-        assert!(matches!(decode(&bad, &l), Err(WireError::TooManyFrames { .. })));
+        assert!(matches!(
+            decode(&bad, &l),
+            Err(WireError::TooManyFrames { .. })
+        ));
         // count = 2 but only one record
         let mut bad = out.clone();
         bad[16..20].copy_from_slice(&2u32.to_be_bytes());
@@ -553,7 +553,10 @@ mod tests {
         let mut w = FramesWriter::begin(&mut big, 1);
         w.push(&frame(1, 1519));
         w.finish();
-        assert!(matches!(decode(&big, &l), Err(WireError::FrameTooLong { len: 1519, .. })));
+        assert!(matches!(
+            decode(&big, &l),
+            Err(WireError::FrameTooLong { len: 1519, .. })
+        ));
         // runt frame
         let mut runt = Vec::new();
         let mut w = FramesWriter::begin(&mut runt, 1);
@@ -590,7 +593,10 @@ mod tests {
             Err(WireError::ReasonNotUtf8)
         );
         assert_eq!(
-            decode(&[0x01, 0, 0, 0, 0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0], &l),
+            decode(
+                &[0x01, 0, 0, 0, 0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0],
+                &l
+            ),
             Err(WireError::EmptyBatch)
         );
     }

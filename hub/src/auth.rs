@@ -1,0 +1,86 @@
+//! Authentication decisions, off the shard threads: a password check is a
+//! deliberately slow scrypt (tens of milliseconds), which must never stall
+//! the frames of every other session on the shard.
+
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+/// What the hub asks of its user store.
+pub trait Authenticator: Send + Sync + 'static {
+    /// Checks a password for `user` on virtual hub `hub`.
+    fn authenticate(&self, hub: &str, user: &str, password: &str) -> AuthResult;
+    /// Whether `user` may still use `hub` (checked on resume: the session
+    /// token is the proof of the earlier login, but a removed user must not
+    /// come back with it).
+    fn user_exists(&self, hub: &str, user: &str) -> bool;
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthResult {
+    Ok,
+    BadPassword,
+    UnknownUser,
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A small pool of threads for slow checks; results come back through a
+/// oneshot channel the shard awaits.
+pub struct AuthPool {
+    tx: Mutex<mpsc::Sender<Job>>,
+    pub auth: Arc<dyn Authenticator>,
+}
+
+impl AuthPool {
+    pub fn new(auth: Arc<dyn Authenticator>, threads: usize) -> Self {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..threads.max(1) {
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("auth-{i}"))
+                .spawn(move || loop {
+                    let job = match rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                })
+                .expect("spawning an auth thread");
+        }
+        Self {
+            tx: Mutex::new(tx),
+            auth,
+        }
+    }
+
+    /// Runs the password check on the pool.
+    pub async fn authenticate(&self, hub: &str, user: &str, password: &str) -> AuthResult {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let auth = self.auth.clone();
+        let (hub, user, password) = (hub.to_owned(), user.to_owned(), password.to_owned());
+        let job: Job = Box::new(move || {
+            let _ = tx.send(auth.authenticate(&hub, &user, &password));
+        });
+        if self.tx.lock().map(|t| t.send(job)).is_err() {
+            return AuthResult::BadPassword;
+        }
+        rx.await.unwrap_or(AuthResult::BadPassword)
+    }
+}
+
+/// Accepts nobody with a password; for hubs that are anonymous-only and for
+/// tests.
+pub struct NoUsers;
+
+impl Authenticator for NoUsers {
+    fn authenticate(&self, _: &str, _: &str, _: &str) -> AuthResult {
+        AuthResult::UnknownUser
+    }
+    fn user_exists(&self, _: &str, _: &str) -> bool {
+        false
+    }
+}

@@ -1,0 +1,12 @@
+//! `vhub`, the hub server: TLS termination, the HTTP front, shards on
+//! io_uring (or epoll), cross-shard queues, metrics. The protocol and the
+//! switching decisions live in `switch-core`; this crate moves bytes.
+
+pub mod auth;
+pub mod config;
+pub mod metrics;
+pub mod net;
+pub mod server;
+pub mod shard;
+pub mod switchboard;
+pub mod users;

@@ -1,0 +1,575 @@
+//! Prometheus metrics: shard-local counters summed at scrape time, served as
+//! text on a separate plain-HTTP listener with `/metrics`, `/healthz` and
+//! `/readyz`.
+//!
+//! Shards never share a counter: each has its own cache-line-padded block
+//! and adds to it once per processed chunk, not per frame. Labels are
+//! bounded: `hub` (from the config), `reason`, `result`, `suite`,
+//! `direction`, `shard`. Nothing per MAC or per session.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+
+use crate::switchboard::Switchboard;
+
+macro_rules! counters {
+    ($name:ident { $($field:ident),* $(,)? }) => {
+        /// Plain counters a shard accumulates while it works…
+        #[derive(Default, Debug, Clone, Copy)]
+        pub struct $name { $(pub $field: u64,)* }
+        paste_atomic!($name { $($field),* });
+    };
+}
+
+macro_rules! paste_atomic {
+    ($name:ident { $($field:ident),* }) => {
+        /// …and their published, atomic form (one per shard, padded).
+        #[derive(Default, Debug)]
+        #[repr(align(128))]
+        pub struct ShardCounters { $(pub $field: AtomicU64,)* }
+        impl ShardCounters {
+            /// Adds `local` and zeroes it.
+            pub fn publish(&self, local: &mut $name) {
+                $( if local.$field != 0 { self.$field.fetch_add(local.$field, Relaxed); } )*
+                *local = $name::default();
+            }
+            pub fn snapshot(&self) -> $name {
+                $name { $($field: self.$field.load(Relaxed),)* }
+            }
+        }
+        impl std::ops::AddAssign for $name {
+            fn add_assign(&mut self, o: Self) { $( self.$field += o.$field; )* }
+        }
+    };
+}
+
+counters!(Local {
+    frames_in,
+    bytes_in,
+    frames_out,
+    bytes_out,
+    unicast,
+    flooded,
+    drop_runt,
+    drop_invalid_source,
+    drop_same_segment,
+    drop_unknown_port,
+    drop_queue_full,
+    drop_stale_port,
+    handoff_batches,
+    handoff_frames,
+    handoff_queue_full,
+    keepalive_timeouts,
+    resumes,
+    resend_frames,
+    lost_on_resume,
+    evicted,
+    protocol_errors,
+    migrations,
+    wakeups,
+});
+
+/// Handshake outcomes (the `result` label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub enum Handshake {
+    New,
+    Resumed,
+    TlsFailed,
+    HttpError,
+    Page,
+    AuthFailed,
+    UnknownHub,
+    UnsupportedVersion,
+    ResumeUnknown,
+    Limited,
+    Timeout,
+    ShuttingDown,
+}
+
+const HANDSHAKE_LABELS: [&str; 12] = [
+    "new",
+    "resumed",
+    "tls_failed",
+    "http_error",
+    "page",
+    "auth_failed",
+    "unknown_hub",
+    "unsupported_version",
+    "resume_unknown",
+    "limited",
+    "timeout",
+    "shutting_down",
+];
+
+/// All metrics of the process.
+#[derive(Debug)]
+pub struct Metrics {
+    pub shards: Vec<ShardCounters>,
+    pub sessions_by_hub: Vec<AtomicI64>,
+    pub detached_by_hub: Vec<AtomicI64>,
+    hub_names: Vec<String>,
+    handshakes: [AtomicU64; 12],
+    suites: Mutex<BTreeMap<String, u64>>,
+    pub ready: AtomicBool,
+    pub backend: Mutex<String>,
+}
+
+impl Metrics {
+    pub fn new(hub_names: &[String], shards: usize) -> Self {
+        Self {
+            shards: (0..shards).map(|_| ShardCounters::default()).collect(),
+            sessions_by_hub: hub_names.iter().map(|_| AtomicI64::new(0)).collect(),
+            detached_by_hub: hub_names.iter().map(|_| AtomicI64::new(0)).collect(),
+            hub_names: hub_names.to_vec(),
+            handshakes: Default::default(),
+            suites: Mutex::new(BTreeMap::new()),
+            ready: AtomicBool::new(false),
+            backend: Mutex::new(String::new()),
+        }
+    }
+
+    pub fn handshake(&self, h: Handshake) {
+        self.handshakes[h as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn handshake_count(&self, h: Handshake) -> u64 {
+        self.handshakes[h as usize].load(Relaxed)
+    }
+
+    /// Counts a session established with this TLS suite.
+    pub fn suite(&self, version: &str, cipher: &str) {
+        *self
+            .suites
+            .lock()
+            .entry(format!("{version}/{cipher}"))
+            .or_default() += 1;
+    }
+
+    /// The sum over shards.
+    pub fn totals(&self) -> Local {
+        let mut t = Local::default();
+        for s in &self.shards {
+            t += s.snapshot();
+        }
+        t
+    }
+}
+
+/// Reads the hub's state at scrape time.
+struct HubCollector(Arc<Switchboard>);
+
+impl std::fmt::Debug for HubCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HubCollector")
+    }
+}
+
+fn counter(enc: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::fmt::Result {
+    ConstCounter::new(v).encode(enc.encode_descriptor(
+        name,
+        help,
+        None,
+        ConstCounter::<u64>::new(0).metric_type(),
+    )?)
+}
+
+fn gauge(enc: &mut DescriptorEncoder, name: &str, help: &str, v: i64) -> std::fmt::Result {
+    ConstGauge::new(v).encode(enc.encode_descriptor(
+        name,
+        help,
+        None,
+        ConstGauge::<i64>::new(0).metric_type(),
+    )?)
+}
+
+fn labelled<M: EncodeMetric>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: impl IntoIterator<Item = (String, M)>,
+    ty: prometheus_client::metrics::MetricType,
+) -> std::fmt::Result {
+    let mut m = enc.encode_descriptor(name, help, None, ty)?;
+    for (l, v) in values {
+        let labels = [(label.to_owned(), l)];
+        v.encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+impl Collector for HubCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
+        use prometheus_client::metrics::MetricType;
+        let sb = &self.0;
+        let m = &sb.metrics;
+        let t = m.totals();
+        let names = &m.hub_names;
+        labelled(
+            &mut enc,
+            "vhub_sessions",
+            "Sessions by virtual hub (attached or detached).",
+            "hub",
+            names.iter().cloned().zip(
+                m.sessions_by_hub
+                    .iter()
+                    .map(|a| ConstGauge::new(a.load(Relaxed))),
+            ),
+            MetricType::Gauge,
+        )?;
+        labelled(
+            &mut enc,
+            "vhub_sessions_detached",
+            "Sessions waiting for their client to resume, by virtual hub.",
+            "hub",
+            names.iter().cloned().zip(
+                m.detached_by_hub
+                    .iter()
+                    .map(|a| ConstGauge::new(a.load(Relaxed))),
+            ),
+            MetricType::Gauge,
+        )?;
+        let macs: Vec<(String, ConstGauge<i64>)> = sb
+            .hubs
+            .iter()
+            .map(|h| {
+                let n = h
+                    .fabric
+                    .lock()
+                    .fabric
+                    .mac_count(switch_core::fabric::HubId(0));
+                (h.name.clone(), ConstGauge::new(n as i64))
+            })
+            .collect();
+        labelled(
+            &mut enc,
+            "vhub_mac_entries",
+            "MAC table entries by virtual hub.",
+            "hub",
+            macs,
+            MetricType::Gauge,
+        )?;
+        let fstats: Vec<switch_core::fabric::FabricStats> = sb
+            .hubs
+            .iter()
+            .map(|h| h.fabric.lock().fabric.stats().clone())
+            .collect();
+        let fsum =
+            |f: fn(&switch_core::fabric::FabricStats) -> u64| fstats.iter().map(f).sum::<u64>();
+        labelled(
+            &mut enc,
+            "vhub_handshakes",
+            "Connections by how their handshake ended.",
+            "result",
+            HANDSHAKE_LABELS
+                .iter()
+                .zip(&m.handshakes)
+                .map(|(l, v)| (l.to_string(), ConstCounter::new(v.load(Relaxed)))),
+            MetricType::Counter,
+        )?;
+        let suites: Vec<(String, ConstCounter<u64>)> = m
+            .suites
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), ConstCounter::new(*v)))
+            .collect();
+        labelled(
+            &mut enc,
+            "vhub_tls_sessions",
+            "Sessions established, by TLS version/cipher suite.",
+            "suite",
+            suites,
+            MetricType::Counter,
+        )?;
+        labelled(
+            &mut enc,
+            "vhub_frames",
+            "Ethernet frames received from and sent to sessions.",
+            "direction",
+            [
+                ("in".to_string(), ConstCounter::new(t.frames_in)),
+                ("out".to_string(), ConstCounter::new(t.frames_out)),
+            ],
+            MetricType::Counter,
+        )?;
+        labelled(
+            &mut enc,
+            "vhub_frame_bytes",
+            "Bytes of Ethernet frames received from and sent to sessions.",
+            "direction",
+            [
+                ("in".to_string(), ConstCounter::new(t.bytes_in)),
+                ("out".to_string(), ConstCounter::new(t.bytes_out)),
+            ],
+            MetricType::Counter,
+        )?;
+        counter(
+            &mut enc,
+            "vhub_frames_unicast",
+            "Frames forwarded to one known port.",
+            t.unicast,
+        )?;
+        counter(
+            &mut enc,
+            "vhub_frames_flooded",
+            "Frames flooded (broadcast, multicast, unknown unicast).",
+            t.flooded,
+        )?;
+        labelled(
+            &mut enc,
+            "vhub_frames_dropped",
+            "Frames dropped, by reason.",
+            "reason",
+            [
+                ("runt", t.drop_runt),
+                ("invalid_source", t.drop_invalid_source),
+                ("same_segment", t.drop_same_segment),
+                ("unknown_port", t.drop_unknown_port),
+                ("queue_full", t.drop_queue_full),
+                ("stale_port", t.drop_stale_port),
+                ("handoff_full", t.handoff_queue_full),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), ConstCounter::new(v))),
+            MetricType::Counter,
+        )?;
+        counter(
+            &mut enc,
+            "vhub_handoff_batches",
+            "Frame batches handed to another shard.",
+            t.handoff_batches,
+        )?;
+        counter(
+            &mut enc,
+            "vhub_handoff_frames",
+            "Frames handed to another shard.",
+            t.handoff_frames,
+        )?;
+        counter(
+            &mut enc,
+            "vhub_shard_wakeups",
+            "Times a shard was woken by another shard's batch.",
+            t.wakeups,
+        )?;
+        counter(
+            &mut enc,
+            "vhub_keepalive_timeouts",
+            "Links declared dead after the keep-alive timeout.",
+            t.keepalive_timeouts,
+        )?;
+        counter(
+            &mut enc,
+            "vhub_resumes",
+            "Sessions resumed on a new connection.",
+            t.resumes,
+        )?;
+        counter(
+            &mut enc,
+            "vhub_resent_frames",
+            "Frames sent again after a resume.",
+            t.resend_frames,
+        )?;
+        counter(
+            &mut enc,
+            "vhub_lost_on_resume_frames",
+            "Frames a resuming client missed that were no longer buffered.",
+            t.lost_on_resume,
+        )?;
+        counter(
+            &mut enc,
+            "vhub_protocol_errors",
+            "Sessions closed because the client broke the protocol.",
+            t.protocol_errors,
+        )?;
+        counter(
+            &mut enc,
+            "vhub_migrations",
+            "Resumed connections moved to the shard that owns the session.",
+            t.migrations,
+        )?;
+        counter(
+            &mut enc,
+            "vhub_mac_learned",
+            "MAC addresses learned.",
+            fsum(|s| s.learned),
+        )?;
+        counter(
+            &mut enc,
+            "vhub_mac_moves",
+            "MAC addresses that moved to another port.",
+            fsum(|s| s.moves),
+        )?;
+        counter(
+            &mut enc,
+            "vhub_mac_aged_out",
+            "MAC entries removed by aging.",
+            fsum(|s| s.aged_out),
+        )?;
+        labelled(
+            &mut enc,
+            "vhub_mac_refused",
+            "MAC addresses not learned because a cap was reached.",
+            "reason",
+            [
+                ("port_cap", fsum(|s| s.refused_port_cap)),
+                ("hub_cap", fsum(|s| s.refused_hub_cap)),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), ConstCounter::new(v))),
+            MetricType::Counter,
+        )?;
+        gauge(
+            &mut enc,
+            "vhub_shards",
+            "Shards (threads) serving sessions.",
+            m.shards.len() as i64,
+        )?;
+        let backend = m.backend.lock().clone();
+        labelled(
+            &mut enc,
+            "vhub_io_backend",
+            "The socket I/O backend in use (value is always 1).",
+            "backend",
+            [(backend, ConstGauge::new(1i64))],
+            MetricType::Gauge,
+        )?;
+        process_metrics(&mut enc)
+    }
+}
+
+fn process_metrics(enc: &mut DescriptorEncoder) -> std::fmt::Result {
+    // /proc/self/stat fields 14,15 (utime, stime, in clock ticks), 24 (rss pages).
+    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+        if let Some(rest) = stat.rsplit(')').next() {
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            // rest starts at field 3 (state): field n is f[n - 3].
+            let ticks = 100.0; // sysconf(_SC_CLK_TCK) on Linux
+            let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            let cpu = (num(14 - 3) + num(15 - 3)) as f64 / ticks;
+            ConstCounter::new(cpu).encode(enc.encode_descriptor(
+                "process_cpu_seconds",
+                "Total user and system CPU time spent in seconds.",
+                None,
+                prometheus_client::metrics::MetricType::Counter,
+            )?)?;
+            let page = 4096i64;
+            gauge(
+                enc,
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes.",
+                num(24 - 3) as i64 * page,
+            )?;
+        }
+    }
+    if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+        gauge(
+            enc,
+            "process_open_fds",
+            "Number of open file descriptors.",
+            dir.count() as i64,
+        )?;
+    }
+    Ok(())
+}
+
+/// The registry with everything the hub exports.
+pub fn registry(sb: Arc<Switchboard>) -> Registry {
+    let mut r = Registry::default();
+    r.register_collector(Box::new(HubCollector(sb)));
+    r
+}
+
+/// Renders the text exposition format.
+pub fn render(r: &Registry) -> String {
+    let mut s = String::new();
+    prometheus_client::encoding::text::encode(&mut s, r).expect("writing to a String");
+    s
+}
+
+/// Serves `/metrics`, `/healthz`, `/readyz` on `listener` (plain HTTP) on a
+/// thread of its own, until the process exits.
+pub fn serve(
+    listener: std::net::TcpListener,
+    sb: Arc<Switchboard>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let reg = Arc::new(registry(sb.clone()));
+    std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let _ = conn.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+                let _ = conn.set_write_timeout(Some(std::time::Duration::from_secs(5)));
+                let (reg, sb) = (reg.clone(), sb.clone());
+                // Scrapes are rare and short: one thread each, bounded by the timeouts.
+                let _ = std::thread::Builder::new()
+                    .name("metrics-conn".into())
+                    .spawn(move || {
+                        let _ = answer(&mut conn, &reg, &sb);
+                    });
+            }
+        })
+}
+
+fn answer(conn: &mut std::net::TcpStream, reg: &Registry, sb: &Switchboard) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    let mut buf = vec![0u8; 4096];
+    let mut len = 0;
+    let path = loop {
+        let n = conn.read(&mut buf[len..])?;
+        if n == 0 {
+            return Ok(());
+        }
+        len += n;
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(&buf[..len]) {
+            Ok(httparse::Status::Complete(_)) => break req.path.unwrap_or("/").to_owned(),
+            Ok(httparse::Status::Partial) if len < buf.len() => continue,
+            _ => {
+                conn.write_all(
+                    b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                )?;
+                return Ok(());
+            }
+        }
+    };
+    let (status, ctype, body) = match path.split('?').next().unwrap_or("") {
+        "/metrics" => (
+            "200 OK",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            render(reg),
+        ),
+        "/healthz" => ("200 OK", "text/plain", "ok\n".to_string()),
+        "/readyz" => {
+            if sb.metrics.ready.load(Relaxed) && !sb.is_shutting_down() {
+                ("200 OK", "text/plain", "ready\n".to_string())
+            } else {
+                (
+                    "503 Service Unavailable",
+                    "text/plain",
+                    "not ready\n".to_string(),
+                )
+            }
+        }
+        _ => (
+            "404 Not Found",
+            "text/plain",
+            "try /metrics, /healthz or /readyz\n".to_string(),
+        ),
+    };
+    let mut out = String::new();
+    let _ = write!(out, "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+    conn.write_all(out.as_bytes())?;
+    conn.write_all(body.as_bytes())
+}

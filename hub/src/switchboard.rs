@@ -1,0 +1,241 @@
+//! State shared by all shards: the virtual hubs with their MAC fabrics, the
+//! session registry (token → owning shard), and one mailbox per shard.
+//!
+//! ```text
+//!  shard 0 ──► Mailbox[1].frames (ArrayQueue<Batch>) ──► shard 1
+//!     ▲                                                     │
+//!     └────────── Mailbox[0].free (buffers come back) ◄─────┘
+//! ```
+//!
+//! A fabric is per virtual hub, behind its own mutex, taken once per chunk of
+//! received plaintext (not per frame). Sessions are shard-local; what
+//! crosses shards is frame batches and control messages, through bounded
+//! lock-free queues with one wake per batch.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use crossbeam_queue::{ArrayQueue, SegQueue};
+use parking_lot::Mutex;
+use switch_core::fabric::{Fabric, FabricConfig, HubId, PortId};
+use switch_core::wire::http::SessionToken;
+use tokio::sync::Notify;
+
+use crate::metrics::Metrics;
+
+/// Where a port's session lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortLoc {
+    pub shard: u16,
+    pub slot: u32,
+}
+
+/// A virtual hub's switching state.
+pub struct HubFabric {
+    pub fabric: Fabric,
+    /// `locs[port.index()]`: where that port's session lives.
+    pub locs: Vec<PortLoc>,
+    /// How many ports of this hub each shard has (flood only where > 0).
+    pub shard_ports: Vec<u32>,
+}
+
+/// A virtual hub: its own broadcast domain.
+pub struct VirtualHub {
+    pub name: String,
+    pub anonymous: bool,
+    pub max_sessions: usize,
+    pub index: usize,
+    pub fabric: Mutex<HubFabric>,
+}
+
+/// What the registry knows of a session, for resume and admin.
+#[derive(Clone, Debug)]
+pub struct SessionEntry {
+    pub shard: u16,
+    pub slot: u32,
+    pub hub: usize,
+    pub user: String,
+}
+
+/// A batch of frames for another shard. Records of
+/// `kind: u32, target: u32, port: u64, len: u32, frame` (native endian,
+/// never leaves the process): kind 0 = unicast to slot `target`, checked
+/// against `port` (the slot may have been reused); kind 1 = flood to every
+/// local port of hub `target`.
+pub struct Batch {
+    pub buf: Vec<u8>,
+    pub frames: u32,
+    /// The shard that filled it: the empty buffer goes back there.
+    pub from: u16,
+}
+
+pub const BATCH_UNICAST: u32 = 0;
+pub const BATCH_FLOOD: u32 = 1;
+pub const BATCH_RECORD_HEADER: usize = 20;
+/// Target bytes per batch before it is handed over.
+pub const BATCH_BYTES: usize = 64 * 1024;
+
+pub fn port_to_u64(p: PortId) -> u64 {
+    (u64::from(p.index()) << 32) | u64::from(p.generation())
+}
+
+impl Batch {
+    pub fn push(&mut self, kind: u32, target: u32, port: u64, frame: &[u8]) {
+        self.buf.extend_from_slice(&kind.to_ne_bytes());
+        self.buf.extend_from_slice(&target.to_ne_bytes());
+        self.buf.extend_from_slice(&port.to_ne_bytes());
+        self.buf
+            .extend_from_slice(&(frame.len() as u32).to_ne_bytes());
+        self.buf.extend_from_slice(frame);
+        self.frames += 1;
+    }
+
+    /// Iterates `(kind, target, port, frame)`.
+    pub fn records(&self) -> impl Iterator<Item = (u32, u32, u64, &[u8])> {
+        let mut rest = &self.buf[..];
+        std::iter::from_fn(move || {
+            if rest.len() < BATCH_RECORD_HEADER {
+                return None;
+            }
+            let u32_at = |i: usize| u32::from_ne_bytes(rest[i..i + 4].try_into().unwrap());
+            let port = u64::from_ne_bytes(rest[8..16].try_into().unwrap());
+            let (kind, target, len) = (u32_at(0), u32_at(4), u32_at(16) as usize);
+            let frame = &rest[BATCH_RECORD_HEADER..BATCH_RECORD_HEADER + len];
+            rest = &rest[BATCH_RECORD_HEADER + len..];
+            Some((kind, target, port, frame))
+        })
+    }
+}
+
+/// Control messages between shards (rare: not the hot path).
+pub enum Control {
+    /// A client resumed on the wrong shard: the connection moves to the
+    /// session's owner, with its TLS state and the parsed request.
+    Migrate(Box<crate::shard::Migration>),
+    /// Close a session (admin kick, user removed).
+    Kick { slot: u32, reason: String },
+    /// The hub is stopping: close every session with a reason.
+    Shutdown,
+}
+
+/// One shard's inbox.
+pub struct Mailbox {
+    pub frames: ArrayQueue<Batch>,
+    pub control: SegQueue<Control>,
+    /// Empty batch buffers returned to this shard for reuse.
+    pub free: ArrayQueue<Vec<u8>>,
+    /// Set by the shard before it waits; a sender that swaps it from true
+    /// wakes the shard (one wake per batch, none while it is busy).
+    pub sleeping: AtomicBool,
+    pub notify: Notify,
+}
+
+impl Mailbox {
+    fn new(capacity: usize) -> Self {
+        Self {
+            frames: ArrayQueue::new(capacity),
+            control: SegQueue::new(),
+            free: ArrayQueue::new(capacity),
+            sleeping: AtomicBool::new(false),
+            notify: Notify::new(),
+        }
+    }
+
+    pub fn wake(&self) {
+        if self.sleeping.swap(false, Ordering::AcqRel) {
+            self.notify.notify_one();
+        }
+    }
+}
+
+/// Everything shared between shards.
+pub struct Switchboard {
+    pub hubs: Vec<VirtualHub>,
+    pub hub_by_name: HashMap<String, usize>,
+    pub sessions: Mutex<HashMap<SessionToken, SessionEntry>>,
+    pub mailboxes: Vec<Mailbox>,
+    pub metrics: Metrics,
+    pub shutting_down: AtomicBool,
+}
+
+/// Batches queued per destination shard before a wake.
+const MAILBOX_BATCHES: usize = 256;
+
+impl Switchboard {
+    pub fn new(
+        hubs: &[crate::server::HubSettings],
+        fabric: &FabricConfig,
+        shards: usize,
+        epoch: Instant,
+    ) -> Self {
+        let hubs: Vec<VirtualHub> = hubs
+            .iter()
+            .enumerate()
+            .map(|(index, h)| {
+                let mut cfg = fabric.clone();
+                if h.max_macs > 0 {
+                    cfg.max_macs_per_hub = h.max_macs;
+                }
+                let mut fabric = Fabric::new(cfg, epoch);
+                let id = fabric.add_hub();
+                debug_assert_eq!(id, HubId(0));
+                VirtualHub {
+                    name: h.name.clone(),
+                    anonymous: h.anonymous,
+                    max_sessions: h.max_sessions,
+                    index,
+                    fabric: Mutex::new(HubFabric {
+                        fabric,
+                        locs: Vec::new(),
+                        shard_ports: vec![0; shards],
+                    }),
+                }
+            })
+            .collect();
+        let hub_by_name = hubs.iter().map(|h| (h.name.clone(), h.index)).collect();
+        Self {
+            metrics: Metrics::new(
+                &hubs.iter().map(|h| h.name.clone()).collect::<Vec<_>>(),
+                shards,
+            ),
+            hubs,
+            hub_by_name,
+            sessions: Mutex::new(HashMap::new()),
+            mailboxes: (0..shards).map(|_| Mailbox::new(MAILBOX_BATCHES)).collect(),
+            shutting_down: AtomicBool::new(false),
+        }
+    }
+
+    /// Adds a port for a new session and records where it lives.
+    pub fn add_port(&self, hub: usize, loc: PortLoc) -> PortId {
+        let mut hf = self.hubs[hub].fabric.lock();
+        let port = hf.fabric.add_port(HubId(0));
+        let i = port.index() as usize;
+        if hf.locs.len() <= i {
+            hf.locs.resize(
+                i + 1,
+                PortLoc {
+                    shard: u16::MAX,
+                    slot: u32::MAX,
+                },
+            );
+        }
+        hf.locs[i] = loc;
+        hf.shard_ports[loc.shard as usize] += 1;
+        port
+    }
+
+    /// Removes a session's port and its MAC entries.
+    pub fn remove_port(&self, hub: usize, port: PortId, shard: u16) {
+        let mut hf = self.hubs[hub].fabric.lock();
+        if hf.fabric.port_hub(port).is_some() {
+            hf.fabric.remove_port(port);
+            hf.shard_ports[shard as usize] -= 1;
+        }
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+}

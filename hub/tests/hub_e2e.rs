@@ -1,0 +1,210 @@
+//! The hub end to end, over real TCP and real TLS on loopback, with the
+//! protocol client of `vhub-bench`.
+
+mod common;
+
+use std::time::Duration;
+
+use common::start_hub;
+use vhub_bench::client::{frame, mac, ClientError, TestClient, BROADCAST};
+
+const T: Duration = Duration::from_secs(5);
+
+fn alice(addr: std::net::SocketAddr) -> TestClient {
+    TestClient::connect(addr, "DEFAULT", Some(("alice", "secret"))).expect("alice connects")
+}
+
+#[test]
+fn unicast_reaches_only_its_destination_and_broadcast_stays_in_its_hub() {
+    let hub = start_hub(1, false, |_| {});
+    let mut a = alice(hub.addr());
+    let mut b = alice(hub.addr());
+    let mut c = alice(hub.addr());
+    let mut other = TestClient::connect(hub.addr(), "OTHER", Some(("bob", "hunter2"))).unwrap();
+
+    // B and C announce themselves (broadcast): everyone else on DEFAULT sees it.
+    b.send(&frame(BROADCAST, mac(2), b"hello from b"));
+    c.send(&frame(BROADCAST, mac(3), b"hello from c"));
+    b.pump().unwrap();
+    c.pump().unwrap();
+    assert_eq!(a.recv_until(2, T), 2);
+    assert_eq!(b.recv_until(1, T), 1, "b sees c's broadcast, not its own");
+    assert_eq!(c.recv_until(1, T), 1);
+    assert_eq!(b.received[0], frame(BROADCAST, mac(3), b"hello from c"));
+
+    // A → B unicast: only B gets it.
+    let f = frame(mac(2), mac(1), b"for b only");
+    a.send(&f);
+    a.pump().unwrap();
+    assert_eq!(b.recv_until(2, T), 2);
+    assert_eq!(b.received[1], f);
+    c.pump_for(Duration::from_millis(300));
+    assert_eq!(c.received.len(), 1, "c must not see unicast for b");
+    // The other hub saw nothing at all.
+    other.pump_for(Duration::from_millis(300));
+    assert!(
+        other.received.is_empty(),
+        "frames crossed from DEFAULT to OTHER"
+    );
+    // And a broadcast in OTHER does not reach DEFAULT.
+    other.send(&frame(BROADCAST, mac(9), b"other hub"));
+    other.pump().unwrap();
+    a.pump_for(Duration::from_millis(300));
+    assert_eq!(a.received.len(), 2);
+}
+
+#[test]
+fn frames_cross_shards() {
+    let hub = start_hub(2, true, |_| {});
+    let mut a = TestClient::connect(hub.shard_addr(0), "DEFAULT", None).unwrap();
+    let mut b = TestClient::connect(hub.shard_addr(1), "DEFAULT", None).unwrap();
+    // Learn both, then unicast both ways, then many frames.
+    a.send(&frame(BROADCAST, mac(1), b"a"));
+    a.pump().unwrap();
+    assert_eq!(b.recv_until(1, T), 1);
+    b.send(&frame(BROADCAST, mac(2), b"b"));
+    b.pump().unwrap();
+    assert_eq!(a.recv_until(1, T), 1);
+    for i in 0..2000u32 {
+        a.send(&frame(mac(2), mac(1), &i.to_be_bytes()));
+        if i % 100 == 99 {
+            a.pump().unwrap();
+        }
+    }
+    a.pump().unwrap();
+    assert_eq!(b.recv_until(2001, Duration::from_secs(10)), 2001);
+    for (i, f) in b.received[1..].iter().enumerate() {
+        assert_eq!(&f[14..18], &(i as u32).to_be_bytes(), "in order");
+    }
+    let t = hub.server().switchboard.metrics.totals();
+    assert!(t.handoff_frames >= 2001, "frames crossed shards: {t:?}");
+    assert!(t.handoff_batches < t.handoff_frames, "batched: {t:?}");
+}
+
+#[test]
+fn resume_after_cut_delivers_what_was_missed() {
+    for shard_of_resume in [0usize, 1] {
+        let hub = start_hub(2, true, |_| {});
+        let mut a = TestClient::connect(hub.shard_addr(0), "DEFAULT", None).unwrap();
+        let mut b = TestClient::connect(hub.shard_addr(0), "DEFAULT", None).unwrap();
+        a.send(&frame(BROADCAST, mac(1), b"a"));
+        a.pump().unwrap();
+        b.recv_until(1, T);
+        a.cut();
+        // While A is away, B sends 100 frames to A's MAC.
+        for i in 0..100u32 {
+            b.send(&frame(mac(1), mac(2), &i.to_be_bytes()));
+        }
+        b.pump().unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        // A comes back (on the same shard, or on the other: then the hub
+        // moves the connection to the session's shard).
+        let a_addr = hub.shard_addr(shard_of_resume);
+        a.set_addr(a_addr);
+        a.resume().expect("resume");
+        assert_eq!(
+            a.recv_until(100, T),
+            100,
+            "resumed on shard {shard_of_resume}"
+        );
+        for (i, f) in a.received.iter().enumerate() {
+            assert_eq!(&f[14..18], &(i as u32).to_be_bytes());
+        }
+        assert_eq!(a.session.stats().rx_gaps, 0);
+        // Traffic flows again both ways.
+        a.send(&frame(mac(2), mac(1), b"back"));
+        a.pump().unwrap();
+        assert_eq!(b.recv_until(2, T), 2);
+        let t = hub.server().switchboard.metrics.totals();
+        assert_eq!(t.resumes, 1);
+        assert_eq!(t.migrations, shard_of_resume as u64);
+    }
+}
+
+#[test]
+fn resume_of_an_unknown_session_is_refused_with_410_and_the_client_starts_over() {
+    let hub = start_hub(1, true, |_| {});
+    let mut a = TestClient::connect(hub.addr(), "DEFAULT", None).unwrap();
+    a.cut();
+    drop(hub); // the hub restarts: a new one knows nothing
+    let hub2 = start_hub(1, true, |_| {});
+    a.set_addr(hub2.addr());
+    match a.resume() {
+        Err(ClientError::Ended(e)) => assert!(format!("{e:?}").contains("SessionExpired")),
+        other => panic!("expected session expiry, got {:?}", other.err()),
+    }
+    // A fresh session works.
+    a.resume().expect("new session");
+    assert!(a.session.token().is_some());
+}
+
+#[test]
+fn wrong_password_unknown_hub_and_anonymous_refusals() {
+    let hub = start_hub(1, false, |_| {});
+    let mut healthy = alice(hub.addr());
+    let mut peer = alice(hub.addr());
+    peer.send(&frame(BROADCAST, mac(7), b"peer"));
+    peer.pump().unwrap();
+    healthy.recv_until(1, T);
+
+    let refused = |hubname: &str, creds: Option<(&str, &str)>| match TestClient::connect(
+        hub.addr(),
+        hubname,
+        creds,
+    ) {
+        Err(ClientError::Refused(r)) => r,
+        Ok(_) => panic!("{hubname} {creds:?} was accepted"),
+        Err(e) => panic!("unexpected error {e}"),
+    };
+    let r = refused("DEFAULT", Some(("alice", "wrong")));
+    assert_eq!((r.status.0, r.code.as_str()), (401, "auth-failed"));
+    assert!(!r.is_retryable());
+    let r = refused("DEFAULT", Some(("mallory", "x")));
+    assert_eq!(r.status.0, 401);
+    let r = refused("DEFAULT", None);
+    assert_eq!((r.status.0, r.code.as_str()), (401, "auth-required"));
+    let r = refused("NOPE", Some(("alice", "secret")));
+    assert_eq!((r.status.0, r.code.as_str()), (404, "unknown-hub"));
+    // alice's password is not valid on OTHER.
+    let r = refused("OTHER", Some(("alice", "secret")));
+    assert_eq!(r.status.0, 401);
+
+    // Meanwhile the healthy session still passes frames.
+    peer.send(&frame(BROADCAST, mac(7), b"still here"));
+    peer.pump().unwrap();
+    assert_eq!(healthy.recv_until(2, T), 2);
+}
+
+#[test]
+fn session_limit_answers_429() {
+    let hub = start_hub(1, true, |s| s.max_sessions = 2);
+    let _a = TestClient::connect(hub.addr(), "DEFAULT", None).unwrap();
+    let _b = TestClient::connect(hub.addr(), "DEFAULT", None).unwrap();
+    match TestClient::connect(hub.addr(), "DEFAULT", None) {
+        Err(ClientError::Refused(r)) => {
+            assert_eq!(r.status.0, 429);
+            assert!(r.is_retryable());
+            assert_eq!(r.retry_after, Some(30));
+        }
+        other => panic!("third session: {:?}", other.err()),
+    }
+}
+
+#[test]
+fn close_and_shutdown_reasons_reach_the_client() {
+    let hub = start_hub(1, true, |_| {});
+    let mut a = TestClient::connect(hub.addr(), "DEFAULT", None).unwrap();
+    drop(hub); // SIGTERM-equivalent: Server::shutdown
+    a.pump_for(Duration::from_millis(500));
+    let closed = a.events.iter().find_map(|e| match e {
+        switch_core::session::Event::Closed {
+            code,
+            reason,
+            by_peer: true,
+        } => Some((*code, reason.clone())),
+        _ => None,
+    });
+    let (code, reason) = closed.expect("the client was told");
+    assert_eq!(code, switch_core::wire::CloseCode::Shutdown);
+    assert!(reason.contains("shutting down"));
+}
