@@ -1,3 +1,305 @@
+//! `vhub-bench`: N simulated sessions against a running hub, driving frames
+//! in a chosen pattern; reports throughput, loss and latency, and the same
+//! traffic through a bare TLS pipe (the baseline) in the same run.
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-fn main() {}
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use certs::tls::{self, TlsOptions, Verify};
+use clap::{Parser, ValueEnum};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use switch_core::session::SessionConfig;
+use vhub_bench::driver::{self, Counters, Plan};
+
+/// Load test for a vhub hub.
+#[derive(Parser, Debug, Clone)]
+#[command(version, about)]
+struct Args {
+    /// The hub, HOST:PORT (its TLS port).
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    hub: SocketAddr,
+    /// Virtual hub name.
+    #[arg(long, default_value = "DEFAULT")]
+    hub_name: String,
+    /// User name (omit for anonymous hubs).
+    #[arg(long)]
+    user: Option<String>,
+    /// Password for --user.
+    #[arg(long, env = "VHUB_BENCH_PASSWORD")]
+    password: Option<String>,
+    /// Number of sessions.
+    #[arg(long, short = 'n', default_value_t = 2)]
+    sessions: u32,
+    /// Traffic pattern.
+    #[arg(long, value_enum, default_value_t = Pattern::Pairs)]
+    pattern: Pattern,
+    /// Frame size in bytes (14..1514), or "imix" (7×64, 4×594, 1×1514), or "mixed" (64..1514).
+    #[arg(long, default_value = "1514")]
+    size: String,
+    /// Frames per second per sending session (0 = as fast as the window allows).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Frames in flight per sender (closed loop; with --rate 0).
+    #[arg(long, default_value_t = 4096)]
+    window: u64,
+    /// Seconds of traffic.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Also run the same traffic through a bare TLS pipe (pairs only).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    baseline: bool,
+    /// Threads of the baseline pipe (give it what the hub has: its shards).
+    #[arg(long, default_value_t = 2)]
+    baseline_threads: usize,
+    /// PID of the hub, to report its CPU time and RSS.
+    #[arg(long)]
+    hub_pid: Option<u32>,
+    /// Worker threads for the bench's own runtime.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum Pattern {
+    /// Session 2k talks to 2k+1 (both ways).
+    Pairs,
+    /// Every session sends to every other, round robin.
+    Mesh,
+    /// Session 0 broadcasts; everyone else receives.
+    Broadcast,
+    /// Sessions connect and stay idle (keep-alives only): memory per session.
+    Idle,
+}
+
+#[derive(Serialize, Debug, Default, Clone)]
+struct RunResult {
+    target: String,
+    sessions: u32,
+    seconds: f64,
+    frames_sent: u64,
+    frames_received: u64,
+    frames_expected: u64,
+    lost: i64,
+    reordered: u64,
+    client_drops: u64,
+    frames_per_sec: f64,
+    gbit_per_sec: f64,
+    latency_us_p50: u64,
+    latency_us_p99: u64,
+    latency_us_p999: u64,
+    latency_us_max: u64,
+    hub_cpu_percent: Option<f64>,
+    hub_rss_mib: Option<f64>,
+    connect_seconds: f64,
+}
+
+fn sizes(spec: &str) -> anyhow::Result<Vec<usize>> {
+    Ok(match spec {
+        "imix" => [64; 7].into_iter().chain([594; 4]).chain([1514]).collect(),
+        "mixed" => (0..64).map(|i| 64 + i * (1514 - 64) / 63).collect(),
+        n => {
+            let n: usize = n.parse().context("--size: a number, imix or mixed")?;
+            anyhow::ensure!((60..=1514).contains(&n), "--size must be 60..=1514");
+            vec![n]
+        }
+    })
+}
+
+fn proc_stat(pid: u32) -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let f: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
+    let cpu = (f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / 100.0;
+    let rss = f.get(21)?.parse::<f64>().ok()? * 4096.0 / (1024.0 * 1024.0);
+    Some((cpu, rss))
+}
+
+fn raise_nofile() {
+    // SAFETY: getrlimit/setrlimit on a local struct.
+    unsafe {
+        let mut r: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
+}
+
+async fn run(args: &Args, target: SocketAddr, label: &str, hub_pid: Option<u32>) -> anyhow::Result<RunResult> {
+    let ctx = tls::client_context(&Verify::Insecure, &TlsOptions::default())?;
+    let n = args.sessions;
+    let epoch = Instant::now();
+    let creds = args.user.clone().map(|u| (u, args.password.clone().unwrap_or_default()));
+    let cfg = SessionConfig::default();
+    let t_connect = Instant::now();
+    let mut conns = Vec::with_capacity(n as usize);
+    // Connect in waves so 10,000 sessions do not trip handshake limits.
+    let mut pending = Vec::new();
+    for i in 0..n {
+        let (ctx, creds, hub, cfg) = (ctx.clone(), creds.clone(), args.hub_name.clone(), cfg.clone());
+        pending.push(tokio::spawn(async move { driver::connect(target, &hub, creds, &ctx, cfg, epoch).await }));
+        if pending.len() >= 200 || i + 1 == n {
+            for p in pending.drain(..) {
+                conns.push(p.await??);
+            }
+        }
+    }
+    let connect_seconds = t_connect.elapsed().as_secs_f64();
+    let all: Arc<Vec<Counters>> = Arc::new((0..n).map(|_| Counters::default()).collect());
+    let sizes = sizes(&args.size)?;
+    let duration = Duration::from_secs_f64(args.duration);
+    let cpu0 = hub_pid.and_then(proc_stat);
+    let start = Instant::now();
+    let until = start + duration;
+    let mut tasks = Vec::new();
+    for (i, c) in conns.into_iter().enumerate() {
+        let i = i as u32;
+        let dsts: Vec<[u8; 6]> = match args.pattern {
+            Pattern::Pairs => vec![driver::mac_of(i ^ 1)],
+            Pattern::Mesh => (0..n).filter(|&j| j != i).map(driver::mac_of).collect(),
+            Pattern::Broadcast if i == 0 => vec![[0xff; 6]],
+            Pattern::Broadcast | Pattern::Idle => vec![],
+        };
+        let plan = Plan { id: i, dsts, sizes: sizes.clone(), rate: args.rate, window: args.window, until, all: all.clone() };
+        tasks.push(tokio::spawn(async move {
+            let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+            let r = c.run(plan, &mut h).await;
+            (r, h)
+        }));
+    }
+    // Progress on a terminal.
+    let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) && !args.json {
+        let b = indicatif::ProgressBar::new(duration.as_secs());
+        b.set_style(indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len}s").unwrap());
+        b.set_message(label.to_owned());
+        Some(b)
+    } else {
+        None
+    };
+    while Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if let Some(b) = &bar {
+            b.set_position(start.elapsed().as_secs());
+        }
+    }
+    let cpu1 = hub_pid.and_then(proc_stat);
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+    for t in tasks {
+        let (r, h) = t.await?;
+        if let Err(e) = r {
+            eprintln!("vhub-bench: a session ended with an error: {e:#}");
+        }
+        hist.add(&h).ok();
+    }
+    let sum = |f: fn(&Counters) -> u64| all.iter().map(f).sum::<u64>();
+    let sent = sum(|c| c.sent.load(Relaxed));
+    let received = sum(|c| c.received.load(Relaxed));
+    let bytes = sum(|c| c.received_bytes.load(Relaxed));
+    let expected = match args.pattern {
+        Pattern::Broadcast => sent * u64::from(n.saturating_sub(1)),
+        _ => sent,
+    };
+    let secs = duration.as_secs_f64();
+    Ok(RunResult {
+        target: label.to_owned(),
+        sessions: n,
+        seconds: secs,
+        frames_sent: sent,
+        frames_received: received,
+        frames_expected: expected,
+        lost: expected as i64 - received as i64,
+        reordered: sum(|c| c.reordered.load(Relaxed)),
+        client_drops: sum(|c| c.client_drops.load(Relaxed)),
+        frames_per_sec: received as f64 / secs,
+        gbit_per_sec: bytes as f64 * 8.0 / secs / 1e9,
+        latency_us_p50: hist.value_at_quantile(0.50),
+        latency_us_p99: hist.value_at_quantile(0.99),
+        latency_us_p999: hist.value_at_quantile(0.999),
+        latency_us_max: hist.max(),
+        hub_cpu_percent: match (cpu0, cpu1) {
+            (Some(a), Some(b)) => Some((b.0 - a.0) / secs * 100.0),
+            _ => None,
+        },
+        hub_rss_mib: cpu1.map(|c| c.1),
+        connect_seconds,
+    })
+}
+
+#[derive(Serialize)]
+struct Report {
+    pattern: Pattern,
+    size: String,
+    rate: u64,
+    hub: RunResult,
+    baseline: Option<RunResult>,
+    hub_vs_baseline_throughput: Option<f64>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    raise_nofile();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(args.threads.max(1)).enable_all().build()?;
+    rt.block_on(async {
+        let hub = run(&args, args.hub, "vhub", args.hub_pid).await?;
+        let baseline = if args.baseline && args.pattern == Pattern::Pairs {
+            let id = certs::Identity::generate(&certs::CertParams::default())?;
+            let ctx = tls::server_context(&id, &TlsOptions::default())?;
+            let addr = vhub_bench::pipe::start_threads(ctx, SessionConfig::default(), args.baseline_threads)?;
+            let pid = std::process::id();
+            let mut a = args.clone();
+            a.hub_name = "pipe".into();
+            Some(run(&a, addr, "bare TLS pipe", Some(pid)).await?)
+        } else {
+            None
+        };
+        let ratio = baseline.as_ref().map(|b| if b.gbit_per_sec > 0.0 { hub.gbit_per_sec / b.gbit_per_sec } else { 0.0 });
+        let report = Report { pattern: args.pattern, size: args.size.clone(), rate: args.rate, hub, baseline, hub_vs_baseline_throughput: ratio };
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print_table(&report);
+        }
+        anyhow::Ok(())
+    })
+}
+
+fn print_table(r: &Report) {
+    println!("pattern {:?}, frame size {}, rate {}", r.pattern, r.size, if r.rate == 0 { "unlimited (window)".into() } else { format!("{}/s per sender", r.rate) });
+    println!(
+        "{:<14} {:>8} {:>12} {:>9} {:>10} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}",
+        "target", "sessions", "frames/s", "Gbit/s", "lost", "reorder", "p50 µs", "p99 µs", "p99.9", "max µs", "cpu %", "rss MiB"
+    );
+    for x in [Some(&r.hub), r.baseline.as_ref()].into_iter().flatten() {
+        println!(
+            "{:<14} {:>8} {:>12.0} {:>9.3} {:>10} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}",
+            x.target,
+            x.sessions,
+            x.frames_per_sec,
+            x.gbit_per_sec,
+            x.lost,
+            x.reordered,
+            x.latency_us_p50,
+            x.latency_us_p99,
+            x.latency_us_p999,
+            x.latency_us_max,
+            x.hub_cpu_percent.map(|c| format!("{c:.0}")).unwrap_or("-".into()),
+            x.hub_rss_mib.map(|c| format!("{c:.1}")).unwrap_or("-".into()),
+        );
+    }
+    if let Some(ratio) = r.hub_vs_baseline_throughput {
+        println!("hub / baseline throughput: {:.2}", ratio);
+    }
+}
