@@ -32,6 +32,8 @@ pub struct Counters {
     pub reordered: AtomicU64,
     pub duplicates: AtomicU64,
     pub client_drops: AtomicU64,
+    /// Frames received that were addressed to someone else (flooded).
+    pub foreign: AtomicU64,
     /// Frames from this session that some receiver got (for the window).
     pub delivered: AtomicU64,
     pub wake: Notify,
@@ -97,7 +99,16 @@ pub async fn connect(
             credentials: creds.map(|(user, password)| Credentials { user, password }),
         },
     );
-    let mut c = Conn { stream, tls, session, plain_in: Vec::new(), plain_out: Vec::new(), cipher_out: Vec::new(), buf, epoch };
+    let mut c = Conn {
+        stream,
+        tls,
+        session,
+        plain_in: Vec::new(),
+        plain_out: Vec::new(),
+        cipher_out: Vec::new(),
+        buf,
+        epoch,
+    };
     loop {
         c.flush().await?;
         let n = c.stream.read(&mut c.buf).await?;
@@ -106,7 +117,9 @@ pub async fn connect(
         }
         c.tls.feed(&c.buf[..n]);
         c.tls.read_plaintext(&mut c.plain_in)?;
-        let used = c.session.handle_input(Instant::now(), &c.plain_in, |_| {})?;
+        let used = c
+            .session
+            .handle_input(Instant::now(), &c.plain_in, |_| {})?;
         c.plain_in.drain(..used);
         while let Some(e) = c.session.poll_event() {
             match e {
@@ -144,6 +157,8 @@ pub struct Plan {
     pub rate: u64,
     /// Most frames in flight (sent, not yet seen by a receiver).
     pub window: u64,
+    /// Start sending at this instant (after every session announced its MAC).
+    pub start: Instant,
     /// Stop sending at this instant.
     pub until: Instant,
     /// Sessions, by id, for the window and wake-ups.
@@ -157,7 +172,8 @@ impl Conn {
         self.session.handle_timeout(now);
         loop {
             self.plain_out.clear();
-            self.session.poll_transmit(now, &mut self.plain_out, 256 * 1024);
+            self.session
+                .poll_transmit(now, &mut self.plain_out, 256 * 1024);
             if self.plain_out.is_empty() {
                 break;
             }
@@ -180,18 +196,23 @@ impl Conn {
         let mut frame = Vec::with_capacity(2048);
         let mut di = 0usize;
         let mut si = 0usize;
-        let start = Instant::now();
         let mut sent_total = 0u64;
         let mut last_progress = Instant::now();
         let mut last_delivered = 0u64;
         let mut drain_since: Option<Instant> = None;
+        // Announce our MAC with a broadcast (sequence 0, ignored by
+        // receivers) so the hub learns it before the measured traffic.
+        build_frame(&mut frame, [0xff; 6], plan.id, 0, 0, 64);
+        let _ = self.session.send_frame(&frame);
+        let my_mac = mac_of(plan.id);
         loop {
             let now = Instant::now();
-            let sending = now < plan.until && !plan.dsts.is_empty();
+            let sending = now >= plan.start && now < plan.until && !plan.dsts.is_empty();
+            let warming = now < plan.start;
             // 1. Queue frames allowed by rate or window.
             if sending {
                 let allowed = if plan.rate > 0 {
-                    let due = (now - start).as_secs_f64() * plan.rate as f64;
+                    let due = (now - plan.start).as_secs_f64() * plan.rate as f64;
                     (due as u64).saturating_sub(sent_total).min(256)
                 } else {
                     let delivered = me.delivered.load(Relaxed);
@@ -203,7 +224,10 @@ impl Conn {
                         me.delivered.store(sent_total, Relaxed);
                         last_progress = now;
                     }
-                    (plan.window.saturating_sub(sent_total - me.delivered.load(Relaxed))).min(256)
+                    (plan
+                        .window
+                        .saturating_sub(sent_total - me.delivered.load(Relaxed)))
+                    .min(256)
                 };
                 for _ in 0..allowed {
                     let dst = plan.dsts[di % plan.dsts.len()];
@@ -228,7 +252,9 @@ impl Conn {
             }
             self.flush().await?;
             // 2. Read whatever is there (wait a little if nothing).
-            let wait = if sending && plan.rate > 0 {
+            let wait = if warming {
+                (plan.start - now).min(Duration::from_millis(50))
+            } else if sending && plan.rate > 0 {
                 Duration::from_micros(200)
             } else if sending {
                 Duration::from_millis(5)
@@ -253,32 +279,41 @@ impl Conn {
                 self.tls.read_plaintext(&mut self.plain_in)?;
                 let now_ns = (Instant::now() - self.epoch).as_nanos() as u64;
                 let all = &plan.all;
-                let used = self.session.handle_input(Instant::now(), &self.plain_in, |f| {
-                    if f.len() < HEADER || f[12..14] != ETHERTYPE {
-                        return;
-                    }
-                    let src = u32::from_be_bytes(f[14..18].try_into().unwrap());
-                    let seq = u64::from_be_bytes(f[18..26].try_into().unwrap());
-                    let ts = u64::from_be_bytes(f[26..34].try_into().unwrap());
-                    got += 1;
-                    me.received.fetch_add(1, Relaxed);
-                    me.received_bytes.fetch_add(f.len() as u64, Relaxed);
-                    let exp = expected.entry(src);
-                    if seq < *exp {
-                        me.reordered.fetch_add(1, Relaxed);
-                    } else {
-                        *exp = seq + 1;
-                    }
-                    let _ = hist.record(now_ns.saturating_sub(ts).max(1) / 1000);
-                    if let Some(c) = all.get(src as usize) {
-                        c.delivered.fetch_add(1, Relaxed);
-                        c.wake.notify_one();
-                    }
-                })?;
+                let used = self
+                    .session
+                    .handle_input(Instant::now(), &self.plain_in, |f| {
+                        if f.len() < HEADER || f[12..14] != ETHERTYPE {
+                            return;
+                        }
+                        let src = u32::from_be_bytes(f[14..18].try_into().unwrap());
+                        let seq = u64::from_be_bytes(f[18..26].try_into().unwrap());
+                        if seq == 0 {
+                            return; // a MAC announcement
+                        }
+                        if f[0..6] != my_mac && f[0] & 1 == 0 {
+                            me.foreign.fetch_add(1, Relaxed);
+                            return;
+                        }
+                        let ts = u64::from_be_bytes(f[26..34].try_into().unwrap());
+                        got += 1;
+                        me.received.fetch_add(1, Relaxed);
+                        me.received_bytes.fetch_add(f.len() as u64, Relaxed);
+                        let exp = expected.entry(src);
+                        if seq < *exp {
+                            me.reordered.fetch_add(1, Relaxed);
+                        } else {
+                            *exp = seq + 1;
+                        }
+                        let _ = hist.record(now_ns.saturating_sub(ts).max(1) / 1000);
+                        if let Some(c) = all.get(src as usize) {
+                            c.delivered.fetch_add(1, Relaxed);
+                            c.wake.notify_one();
+                        }
+                    })?;
                 self.plain_in.drain(..used);
             }
             // 3. After the sending period: drain until quiet for 500 ms.
-            if !sending {
+            if !sending && !warming {
                 if got > 0 {
                     drain_since = None;
                 } else {
@@ -289,7 +324,8 @@ impl Conn {
                 }
             }
         }
-        self.session.close(switch_core::wire::CloseCode::Normal, "bench done");
+        self.session
+            .close(switch_core::wire::CloseCode::Normal, "bench done");
         let _ = self.flush().await;
         Ok(())
     }

@@ -46,8 +46,8 @@ struct Args {
     /// Frames per second per sending session (0 = as fast as the window allows).
     #[arg(long, default_value_t = 0)]
     rate: u64,
-    /// Frames in flight per sender (closed loop; with --rate 0).
-    #[arg(long, default_value_t = 4096)]
+    /// Frames in flight per sender (closed loop; with --rate 0); 0 = 65536 / sessions, within 64..4096.
+    #[arg(long, default_value_t = 0)]
     window: u64,
     /// Seconds of traffic.
     #[arg(long, default_value_t = 10.0)]
@@ -93,6 +93,7 @@ struct RunResult {
     lost: i64,
     reordered: u64,
     client_drops: u64,
+    flooded_to_others: u64,
     frames_per_sec: f64,
     gbit_per_sec: f64,
     latency_us_p50: u64,
@@ -135,19 +136,35 @@ fn raise_nofile() {
     }
 }
 
-async fn run(args: &Args, target: SocketAddr, label: &str, hub_pid: Option<u32>) -> anyhow::Result<RunResult> {
+async fn run(
+    args: &Args,
+    target: SocketAddr,
+    label: &str,
+    hub_pid: Option<u32>,
+) -> anyhow::Result<RunResult> {
     let ctx = tls::client_context(&Verify::Insecure, &TlsOptions::default())?;
     let n = args.sessions;
     let epoch = Instant::now();
-    let creds = args.user.clone().map(|u| (u, args.password.clone().unwrap_or_default()));
+    let creds = args
+        .user
+        .clone()
+        .map(|u| (u, args.password.clone().unwrap_or_default()));
     let cfg = SessionConfig::default();
     let t_connect = Instant::now();
     let mut conns = Vec::with_capacity(n as usize);
     // Connect in waves so 10,000 sessions do not trip handshake limits.
     let mut pending = Vec::new();
     for i in 0..n {
-        let (ctx, creds, hub, cfg) = (ctx.clone(), creds.clone(), args.hub_name.clone(), cfg.clone());
-        pending.push(tokio::spawn(async move { driver::connect(target, &hub, creds, &ctx, cfg, epoch).await }));
+        // The baseline pipe pairs sessions by name: pair-K for 2K and 2K+1.
+        let hub = if args.hub_name == "pipe" {
+            format!("pair-{}", i / 2)
+        } else {
+            args.hub_name.clone()
+        };
+        let (ctx, creds, cfg) = (ctx.clone(), creds.clone(), cfg.clone());
+        pending.push(tokio::spawn(async move {
+            driver::connect(target, &hub, creds, &ctx, cfg, epoch).await
+        }));
         if pending.len() >= 200 || i + 1 == n {
             for p in pending.drain(..) {
                 conns.push(p.await??);
@@ -157,9 +174,17 @@ async fn run(args: &Args, target: SocketAddr, label: &str, hub_pid: Option<u32>)
     let connect_seconds = t_connect.elapsed().as_secs_f64();
     let all: Arc<Vec<Counters>> = Arc::new((0..n).map(|_| Counters::default()).collect());
     let sizes = sizes(&args.size)?;
+    // Frames in flight per sender: by default a total budget shared by all.
+    let window = if args.window > 0 {
+        args.window
+    } else {
+        (65_536 / u64::from(n.max(1))).clamp(64, 4096)
+    };
     let duration = Duration::from_secs_f64(args.duration);
     let cpu0 = hub_pid.and_then(proc_stat);
-    let start = Instant::now();
+    // Half a second (plus a little per session) for every session to
+    // announce its MAC before the measured traffic starts.
+    let start = Instant::now() + Duration::from_millis(500 + u64::from(n) / 10);
     let until = start + duration;
     let mut tasks = Vec::new();
     for (i, c) in conns.into_iter().enumerate() {
@@ -170,7 +195,16 @@ async fn run(args: &Args, target: SocketAddr, label: &str, hub_pid: Option<u32>)
             Pattern::Broadcast if i == 0 => vec![[0xff; 6]],
             Pattern::Broadcast | Pattern::Idle => vec![],
         };
-        let plan = Plan { id: i, dsts, sizes: sizes.clone(), rate: args.rate, window: args.window, until, all: all.clone() };
+        let plan = Plan {
+            id: i,
+            dsts,
+            sizes: sizes.clone(),
+            rate: args.rate,
+            window,
+            start,
+            until,
+            all: all.clone(),
+        };
         tasks.push(tokio::spawn(async move {
             let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
             let r = c.run(plan, &mut h).await;
@@ -180,7 +214,9 @@ async fn run(args: &Args, target: SocketAddr, label: &str, hub_pid: Option<u32>)
     // Progress on a terminal.
     let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) && !args.json {
         let b = indicatif::ProgressBar::new(duration.as_secs());
-        b.set_style(indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len}s").unwrap());
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len}s").unwrap(),
+        );
         b.set_message(label.to_owned());
         Some(b)
     } else {
@@ -189,7 +225,7 @@ async fn run(args: &Args, target: SocketAddr, label: &str, hub_pid: Option<u32>)
     while Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(250)).await;
         if let Some(b) = &bar {
-            b.set_position(start.elapsed().as_secs());
+            b.set_position(Instant::now().saturating_duration_since(start).as_secs());
         }
     }
     let cpu1 = hub_pid.and_then(proc_stat);
@@ -223,6 +259,7 @@ async fn run(args: &Args, target: SocketAddr, label: &str, hub_pid: Option<u32>)
         lost: expected as i64 - received as i64,
         reordered: sum(|c| c.reordered.load(Relaxed)),
         client_drops: sum(|c| c.client_drops.load(Relaxed)),
+        flooded_to_others: sum(|c| c.foreign.load(Relaxed)),
         frames_per_sec: received as f64 / secs,
         gbit_per_sec: bytes as f64 * 8.0 / secs / 1e9,
         latency_us_p50: hist.value_at_quantile(0.50),
@@ -251,13 +288,20 @@ struct Report {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     raise_nofile();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(args.threads.max(1)).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads.max(1))
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let hub = run(&args, args.hub, "vhub", args.hub_pid).await?;
         let baseline = if args.baseline && args.pattern == Pattern::Pairs {
             let id = certs::Identity::generate(&certs::CertParams::default())?;
             let ctx = tls::server_context(&id, &TlsOptions::default())?;
-            let addr = vhub_bench::pipe::start_threads(ctx, SessionConfig::default(), args.baseline_threads)?;
+            let addr = vhub_bench::pipe::start_threads(
+                ctx,
+                SessionConfig::default(),
+                args.baseline_threads,
+            )?;
             let pid = std::process::id();
             let mut a = args.clone();
             a.hub_name = "pipe".into();
@@ -265,8 +309,21 @@ fn main() -> anyhow::Result<()> {
         } else {
             None
         };
-        let ratio = baseline.as_ref().map(|b| if b.gbit_per_sec > 0.0 { hub.gbit_per_sec / b.gbit_per_sec } else { 0.0 });
-        let report = Report { pattern: args.pattern, size: args.size.clone(), rate: args.rate, hub, baseline, hub_vs_baseline_throughput: ratio };
+        let ratio = baseline.as_ref().map(|b| {
+            if b.gbit_per_sec > 0.0 {
+                hub.gbit_per_sec / b.gbit_per_sec
+            } else {
+                0.0
+            }
+        });
+        let report = Report {
+            pattern: args.pattern,
+            size: args.size.clone(),
+            rate: args.rate,
+            hub,
+            baseline,
+            hub_vs_baseline_throughput: ratio,
+        };
         if args.json {
             println!("{}", serde_json::to_string_pretty(&report)?);
         } else {
@@ -277,10 +334,30 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn print_table(r: &Report) {
-    println!("pattern {:?}, frame size {}, rate {}", r.pattern, r.size, if r.rate == 0 { "unlimited (window)".into() } else { format!("{}/s per sender", r.rate) });
+    println!(
+        "pattern {:?}, frame size {}, rate {}",
+        r.pattern,
+        r.size,
+        if r.rate == 0 {
+            "unlimited (window)".into()
+        } else {
+            format!("{}/s per sender", r.rate)
+        }
+    );
     println!(
         "{:<14} {:>8} {:>12} {:>9} {:>10} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}",
-        "target", "sessions", "frames/s", "Gbit/s", "lost", "reorder", "p50 µs", "p99 µs", "p99.9", "max µs", "cpu %", "rss MiB"
+        "target",
+        "sessions",
+        "frames/s",
+        "Gbit/s",
+        "lost",
+        "reorder",
+        "p50 µs",
+        "p99 µs",
+        "p99.9",
+        "max µs",
+        "cpu %",
+        "rss MiB"
     );
     for x in [Some(&r.hub), r.baseline.as_ref()].into_iter().flatten() {
         println!(
@@ -295,8 +372,12 @@ fn print_table(r: &Report) {
             x.latency_us_p99,
             x.latency_us_p999,
             x.latency_us_max,
-            x.hub_cpu_percent.map(|c| format!("{c:.0}")).unwrap_or("-".into()),
-            x.hub_rss_mib.map(|c| format!("{c:.1}")).unwrap_or("-".into()),
+            x.hub_cpu_percent
+                .map(|c| format!("{c:.0}"))
+                .unwrap_or("-".into()),
+            x.hub_rss_mib
+                .map(|c| format!("{c:.1}"))
+                .unwrap_or("-".into()),
         );
     }
     if let Some(ratio) = r.hub_vs_baseline_throughput {

@@ -19,38 +19,64 @@ type Shared = Arc<Mutex<TlsConn>>;
 
 /// Starts the pipe on its own threads (as many as the hub has shards, so the
 /// comparison is fair); returns its address.
-pub fn start_threads(ctx: SslContext, session: switch_core::session::SessionConfig, threads: usize) -> anyhow::Result<SocketAddr> {
+pub fn start_threads(
+    ctx: SslContext,
+    session: switch_core::session::SessionConfig,
+    threads: usize,
+) -> anyhow::Result<SocketAddr> {
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::Builder::new().name("pipe".into()).spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(threads.max(1)).enable_all().build().expect("runtime");
-        rt.block_on(async move {
-            let _ = tx.send(start(ctx, &session).await.map_err(|e| e.to_string()));
-            std::future::pending::<()>().await;
-        });
-    })?;
+    std::thread::Builder::new()
+        .name("pipe".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads.max(1))
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let _ = tx.send(start(ctx, &session).await.map_err(|e| e.to_string()));
+                std::future::pending::<()>().await;
+            });
+        })?;
     rx.recv()?.map_err(anyhow::Error::msg)
 }
 
 /// Starts the pipe on 127.0.0.1:0 in the current tokio runtime; returns its address.
-pub async fn start(ctx: SslContext, session: &switch_core::session::SessionConfig) -> anyhow::Result<SocketAddr> {
+pub async fn start(
+    ctx: SslContext,
+    session: &switch_core::session::SessionConfig,
+) -> anyhow::Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let ctx = Arc::new(ctx);
-    let (ka, to, mf, mb) = (session.keepalive, session.timeout, session.limits.max_frame, session.limits.max_batch);
+    let (ka, to, mf, mb) = (
+        session.keepalive,
+        session.timeout,
+        session.limits.max_frame,
+        session.limits.max_batch,
+    );
     tokio::spawn(async move {
-        let waiting: Arc<AsyncMutex<Option<(OwnedReadHalf, OwnedWriteHalf, Shared)>>> = Arc::default();
+        // Connections are paired by the hub name in their upgrade path
+        // (`pair-K`), whatever order they arrive in.
+        type Half = (OwnedReadHalf, OwnedWriteHalf, Shared);
+        let waiting: Arc<AsyncMutex<std::collections::HashMap<String, Half>>> = Arc::default();
         let mut n = 0u8;
         while let Ok((stream, _)) = listener.accept().await {
             let (ctx, waiting) = (ctx.clone(), waiting.clone());
             n = n.wrapping_add(1);
             let token = SessionToken([n; 16]);
             tokio::spawn(async move {
-                let Ok((stream, tls)) = upgrade(stream, &ctx, token, (ka, to, mf, mb)).await else { return };
+                let Ok((stream, tls, name)) = upgrade(stream, &ctx, token, (ka, to, mf, mb)).await
+                else {
+                    return;
+                };
                 let (r, w) = stream.into_split();
                 let tls = Arc::new(Mutex::new(tls));
                 let mut slot = waiting.lock().await;
-                match slot.take() {
-                    None => *slot = Some((r, w, tls)),
+                match slot.remove(&name) {
+                    None => {
+                        slot.insert(name, (r, w, tls));
+                    }
                     Some((r0, w0, tls0)) => {
                         drop(slot);
                         tokio::spawn(splice(r0, tls0.clone(), w, tls.clone()));
@@ -67,8 +93,13 @@ async fn upgrade(
     mut stream: TcpStream,
     ctx: &SslContext,
     token: SessionToken,
-    (keepalive, timeout, max_frame, max_batch): (std::time::Duration, std::time::Duration, u32, u32),
-) -> anyhow::Result<(TcpStream, TlsConn)> {
+    (keepalive, timeout, max_frame, max_batch): (
+        std::time::Duration,
+        std::time::Duration,
+        u32,
+        u32,
+    ),
+) -> anyhow::Result<(TcpStream, TlsConn, String)> {
     stream.set_nodelay(true)?;
     let mut tls = TlsConn::server(ctx)?;
     let mut buf = vec![0u8; 64 * 1024];
@@ -84,13 +115,21 @@ async fn upgrade(
         if done {
             tls.read_plaintext(&mut plain)?;
             if let Ok(Some((FrontRequest::Upgrade(req), _))) = http::parse_request(&plain, 8192) {
-                let resp = UpgradeResponse { version: req.version, token, resumed_rx: None, keepalive, timeout, max_frame, max_batch };
+                let resp = UpgradeResponse {
+                    version: req.version,
+                    token,
+                    resumed_rx: None,
+                    keepalive,
+                    timeout,
+                    max_frame,
+                    max_batch,
+                };
                 let mut head = Vec::new();
                 resp.emit(&mut head);
                 tls.write_plaintext(&head)?;
                 tls.take_ciphertext(&mut out);
                 stream.write_all(&out).await?;
-                return Ok((stream, tls));
+                return Ok((stream, tls, req.hub));
             }
         }
         let n = stream.read(&mut buf).await?;
