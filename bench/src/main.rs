@@ -46,7 +46,8 @@ struct Args {
     /// Frames per second per sending session (0 = as fast as the window allows).
     #[arg(long, default_value_t = 0)]
     rate: u64,
-    /// Frames in flight per sender (closed loop; with --rate 0); 0 = 65536 / sessions, within 64..4096.
+    /// Frames in flight per sender (closed loop; with --rate 0); 0 = auto:
+    /// 65536 / sessions, at most 512 KiB of frames, within 64..2048.
     #[arg(long, default_value_t = 0)]
     window: u64,
     /// Seconds of traffic.
@@ -175,10 +176,13 @@ async fn run(
     let all: Arc<Vec<Counters>> = Arc::new((0..n).map(|_| Counters::default()).collect());
     let sizes = sizes(&args.size)?;
     // Frames in flight per sender: by default a total budget shared by all.
+    // It stays below the hub's per-session buffer (bytes and frames), so a
+    // closed-loop run measures forwarding, not tail drops at the hub.
+    let biggest = *sizes.iter().max().unwrap_or(&1514) as u64;
     let window = if args.window > 0 {
         args.window
     } else {
-        (65_536 / u64::from(n.max(1))).clamp(64, 4096)
+        (65_536 / u64::from(n.max(1))).min((512 * 1024) / biggest).clamp(64, 2048)
     };
     let duration = Duration::from_secs_f64(args.duration);
     let cpu0 = hub_pid.and_then(proc_stat);
