@@ -73,23 +73,7 @@ pub async fn connect(
     stream.set_nodelay(true)?;
     let mut tls = TlsConn::client(ctx, None)?;
     let mut buf = vec![0u8; 64 * 1024];
-    let mut out = Vec::new();
-    loop {
-        let done = tls.handshake()?;
-        tls.take_ciphertext(&mut out);
-        if !out.is_empty() {
-            stream.write_all(&out).await?;
-            out.clear();
-        }
-        if done {
-            break;
-        }
-        let n = stream.read(&mut buf).await?;
-        if n == 0 {
-            anyhow::bail!("hub closed during the TLS handshake");
-        }
-        tls.feed(&buf[..n]);
-    }
+    tls_handshake(&mut stream, &mut tls, &mut buf).await?;
     let session = Session::connect(
         Instant::now(),
         config,
@@ -131,6 +115,31 @@ pub async fn connect(
         if c.session.state() == State::Closed {
             anyhow::bail!("session closed during the upgrade");
         }
+    }
+}
+
+/// Drives a TLS handshake (either side) over a tokio stream.
+pub async fn tls_handshake(
+    stream: &mut TcpStream,
+    tls: &mut TlsConn,
+    buf: &mut [u8],
+) -> anyhow::Result<()> {
+    let mut out = Vec::new();
+    loop {
+        let done = tls.handshake()?;
+        tls.take_ciphertext(&mut out);
+        if !out.is_empty() {
+            stream.write_all(&out).await?;
+            out.clear();
+        }
+        if done {
+            return Ok(());
+        }
+        let n = stream.read(buf).await?;
+        if n == 0 {
+            anyhow::bail!("the peer closed the connection during the TLS handshake");
+        }
+        tls.feed(&buf[..n]);
     }
 }
 

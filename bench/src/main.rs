@@ -182,7 +182,9 @@ async fn run(
     let window = if args.window > 0 {
         args.window
     } else {
-        (65_536 / u64::from(n.max(1))).min((512 * 1024) / biggest).clamp(64, 2048)
+        (65_536 / u64::from(n.max(1)))
+            .min((512 * 1024) / biggest)
+            .clamp(64, 2048)
     };
     let duration = Duration::from_secs_f64(args.duration);
     let cpu0 = hub_pid.and_then(proc_stat);

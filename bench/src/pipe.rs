@@ -103,38 +103,31 @@ async fn upgrade(
     stream.set_nodelay(true)?;
     let mut tls = TlsConn::server(ctx)?;
     let mut buf = vec![0u8; 64 * 1024];
-    let mut out = Vec::new();
+    crate::driver::tls_handshake(&mut stream, &mut tls, &mut buf).await?;
     let mut plain = Vec::new();
     loop {
-        let done = tls.handshake()?;
-        tls.take_ciphertext(&mut out);
-        if !out.is_empty() {
+        tls.read_plaintext(&mut plain)?;
+        if let Some((FrontRequest::Upgrade(req), _)) = http::parse_request(&plain, 8192)? {
+            let resp = UpgradeResponse {
+                version: req.version,
+                token,
+                resumed_rx: None,
+                keepalive,
+                timeout,
+                max_frame,
+                max_batch,
+            };
+            let mut head = Vec::new();
+            resp.emit(&mut head);
+            tls.write_plaintext(&head)?;
+            let mut out = Vec::new();
+            tls.take_ciphertext(&mut out);
             stream.write_all(&out).await?;
-            out.clear();
-        }
-        if done {
-            tls.read_plaintext(&mut plain)?;
-            if let Ok(Some((FrontRequest::Upgrade(req), _))) = http::parse_request(&plain, 8192) {
-                let resp = UpgradeResponse {
-                    version: req.version,
-                    token,
-                    resumed_rx: None,
-                    keepalive,
-                    timeout,
-                    max_frame,
-                    max_batch,
-                };
-                let mut head = Vec::new();
-                resp.emit(&mut head);
-                tls.write_plaintext(&head)?;
-                tls.take_ciphertext(&mut out);
-                stream.write_all(&out).await?;
-                return Ok((stream, tls, req.hub));
-            }
+            return Ok((stream, tls, req.hub));
         }
         let n = stream.read(&mut buf).await?;
         if n == 0 {
-            anyhow::bail!("closed");
+            anyhow::bail!("closed before the upgrade request");
         }
         tls.feed(&buf[..n]);
     }

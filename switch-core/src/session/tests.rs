@@ -9,6 +9,18 @@ fn t0() -> Instant {
     Instant::now()
 }
 
+/// A hub-side session as the hub creates it after an upgrade.
+fn accepted(now: Instant, config: SessionConfig) -> Session {
+    Session::accept(
+        now,
+        config,
+        Accept {
+            token: SessionToken([1; 16]),
+            version: 1,
+        },
+    )
+}
+
 fn established() -> Pair {
     let mut p = Pair::new(t0(), SessionConfig::default(), SessionConfig::default());
     p.drive();
@@ -121,14 +133,7 @@ fn frames_flow_both_ways_in_order_and_acks_release_the_buffer() {
 #[test]
 fn many_frames_ride_in_one_message() {
     let now = t0();
-    let mut s = Session::accept(
-        now,
-        SessionConfig::default(),
-        Accept {
-            token: SessionToken([1; 16]),
-            version: 1,
-        },
-    );
+    let mut s = accepted(now, SessionConfig::default());
     let mut out = Vec::new();
     s.poll_transmit(now, &mut out, 1 << 20); // the 101
     out.clear();
@@ -152,14 +157,7 @@ fn transmit_respects_batch_and_byte_budget() {
         },
         ..Default::default()
     };
-    let mut s = Session::accept(
-        now,
-        cfg,
-        Accept {
-            token: SessionToken([1; 16]),
-            version: 1,
-        },
-    );
+    let mut s = accepted(now, cfg);
     let mut out = Vec::new();
     s.poll_transmit(now, &mut out, 1 << 20);
     out.clear();
@@ -290,14 +288,7 @@ fn resume_resends_exactly_what_was_missed() {
 #[test]
 fn duplicates_are_dropped_and_counted() {
     let now = t0();
-    let mut s = Session::accept(
-        now,
-        SessionConfig::default(),
-        Accept {
-            token: SessionToken([1; 16]),
-            version: 1,
-        },
-    );
+    let mut s = accepted(now, SessionConfig::default());
     let mut msg = Vec::new();
     let mut w = FramesWriter::begin(&mut msg, 1);
     for i in 0..3 {
@@ -315,14 +306,7 @@ fn duplicates_are_dropped_and_counted() {
 #[test]
 fn a_gap_in_sequence_numbers_is_counted() {
     let now = t0();
-    let mut s = Session::accept(
-        now,
-        SessionConfig::default(),
-        Accept {
-            token: SessionToken([1; 16]),
-            version: 1,
-        },
-    );
+    let mut s = accepted(now, SessionConfig::default());
     let mut msg = Vec::new();
     let mut w = FramesWriter::begin(&mut msg, 5);
     w.push(&test_frame(1, 0, 60));
@@ -352,14 +336,7 @@ fn resume_with_rx_from_the_future_is_refused() {
 #[test]
 fn ack_for_a_frame_never_sent_is_a_protocol_error() {
     let now = t0();
-    let mut s = Session::accept(
-        now,
-        SessionConfig::default(),
-        Accept {
-            token: SessionToken([1; 16]),
-            version: 1,
-        },
-    );
+    let mut s = accepted(now, SessionConfig::default());
     let mut out = Vec::new();
     s.poll_transmit(now, &mut out, 1 << 16);
     let mut msg = Vec::new();
@@ -382,14 +359,7 @@ fn ack_for_a_frame_never_sent_is_a_protocol_error() {
 #[test]
 fn malformed_message_closes_with_protocol_error() {
     let now = t0();
-    let mut s = Session::accept(
-        now,
-        SessionConfig::default(),
-        Accept {
-            token: SessionToken([1; 16]),
-            version: 1,
-        },
-    );
+    let mut s = accepted(now, SessionConfig::default());
     let e = s
         .handle_input(now, &[0x7f, 0, 0, 0, 0, 0, 0, 0], |_| {})
         .unwrap_err();
@@ -425,14 +395,7 @@ fn full_buffer_evicts_sent_frames_then_tail_drops_unsent() {
         max_buffered_frames: 8,
         ..Default::default()
     };
-    let mut s = Session::accept(
-        now,
-        cfg,
-        Accept {
-            token: SessionToken([1; 16]),
-            version: 1,
-        },
-    );
+    let mut s = accepted(now, cfg);
     for i in 0..8 {
         s.send_frame(&test_frame(1, i, 60)).unwrap();
     }
@@ -480,14 +443,7 @@ fn eviction_shows_up_as_loss_on_resume() {
 #[test]
 fn send_frame_checks_length() {
     let now = t0();
-    let mut s = Session::accept(
-        now,
-        SessionConfig::default(),
-        Accept {
-            token: SessionToken([1; 16]),
-            version: 1,
-        },
-    );
+    let mut s = accepted(now, SessionConfig::default());
     assert_eq!(s.send_frame(&[0; 13]), Err(SendError::BadLength(13)));
     assert_eq!(s.send_frame(&[0; 1519]), Err(SendError::BadLength(1519)));
     assert!(s.send_frame(&[0; 1518]).is_ok());
@@ -496,14 +452,7 @@ fn send_frame_checks_length() {
 #[test]
 fn ping_flood_is_bounded() {
     let now = t0();
-    let mut s = Session::accept(
-        now,
-        SessionConfig::default(),
-        Accept {
-            token: SessionToken([1; 16]),
-            version: 1,
-        },
-    );
+    let mut s = accepted(now, SessionConfig::default());
     let mut msg = Vec::new();
     for i in 0..10_000 {
         wire::encode_ping(&mut msg, i);
