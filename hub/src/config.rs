@@ -47,13 +47,12 @@ pub const DEFAULT_DETACH_GRACE: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_FRAME: usize = 1518;
 pub const DEFAULT_MAX_BATCH: usize = 256;
 pub const DEFAULT_MAX_BUFFERED_FRAMES: usize = 4096;
-pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 4 << 20;
+pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 1 << 20;
 
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 8192;
 pub const DEFAULT_MAX_HANDSHAKES_PER_SHARD: usize = 256;
 pub const DEFAULT_MAX_SESSIONS: usize = 100_000;
-pub const DEFAULT_QUEUE_FRAMES: usize = 1024;
 
 pub const DEFAULT_AGING: Duration = Duration::from_secs(300);
 pub const DEFAULT_MAX_MACS_PER_PORT: usize = 1024;
@@ -196,8 +195,6 @@ pub struct LimitsConfig {
     pub max_handshakes_per_shard: usize,
     /// Sessions on the whole server.
     pub max_sessions: usize,
-    /// Per-session outbound queue before tail drop.
-    pub queue_frames: usize,
 }
 
 impl Default for LimitsConfig {
@@ -207,7 +204,6 @@ impl Default for LimitsConfig {
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             max_handshakes_per_shard: DEFAULT_MAX_HANDSHAKES_PER_SHARD,
             max_sessions: DEFAULT_MAX_SESSIONS,
-            queue_frames: DEFAULT_QUEUE_FRAMES,
         }
     }
 }
@@ -967,7 +963,6 @@ impl Validator {
         );
         self.nonzero(k("max_handshakes_per_shard"), l.max_handshakes_per_shard);
         self.nonzero(k("max_sessions"), l.max_sessions);
-        self.nonzero(k("queue_frames"), l.queue_frames);
     }
 
     fn check_fabric(&mut self, f: &FabricConfig) {
@@ -1257,13 +1252,12 @@ detach_grace = "60s"
 max_frame = 1518
 max_batch = 256
 max_buffered_frames = 4096
-max_buffered_bytes = "4MiB"
+max_buffered_bytes = "1MiB"
 [limits]
 handshake_timeout = "10s"
 max_header_bytes = 8192
 max_handshakes_per_shard = 256
 max_sessions = 100000
-queue_frames = 1024
 [fabric]
 aging = "300s"
 max_macs_per_port = 1024

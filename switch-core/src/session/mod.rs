@@ -84,7 +84,7 @@ impl Default for SessionConfig {
             detach_grace: Duration::from_secs(60),
             limits: Limits::default(),
             max_buffered_frames: 4096,
-            max_buffered_bytes: 4 << 20,
+            max_buffered_bytes: 1 << 20,
             ack_every: 64,
             ack_delay: Duration::from_millis(5),
         }
