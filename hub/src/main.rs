@@ -278,9 +278,10 @@ fn settings_from(config: &Config) -> anyhow::Result<Settings> {
 
 fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(args)?;
+    raise_nofile();
     let settings = settings_from(&config)?;
     let cert_dir = config.effective_cert_dir();
-    let (identity, created) = certs::load_or_create(&cert_dir, &CertParams::default())
+    let (identity, created) = certs::load_or_create(&cert_dir, &cert_params(&config))
         .with_context(|| format!("certificate directory {}", cert_dir.display()))?;
     let fp = identity.fingerprint();
     if created {
@@ -324,6 +325,39 @@ fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     server.shutdown();
     info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Names for a certificate created on first start: localhost, this host's
+/// name, loopback, and the listen address when it is a specific one.
+fn cert_params(config: &Config) -> CertParams {
+    let mut p = CertParams::default();
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0 {
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        if let Ok(h) = std::str::from_utf8(&buf[..end]) {
+            if !h.is_empty() && h != "localhost" && h.is_ascii() && !h.contains(' ') {
+                p.dns_names.push(h.to_owned());
+            }
+        }
+    }
+    let ip = config.listen.ip();
+    if !ip.is_unspecified() && !p.ip_addrs.contains(&ip) {
+        p.ip_addrs.push(ip);
+    }
+    p
+}
+
+/// A hub holds one descriptor per session: lift the soft limit to the hard one.
+fn raise_nofile() {
+    // SAFETY: getrlimit/setrlimit on a local struct.
+    unsafe {
+        let mut r: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
 }
 
 fn block_signals() -> libc::sigset_t {
