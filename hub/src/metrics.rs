@@ -489,11 +489,54 @@ pub fn registry(sb: Arc<Switchboard>) -> Registry {
     r
 }
 
-/// Renders the text exposition format.
+/// Renders the OpenMetrics text format (what `prometheus-client` writes).
 pub fn render(r: &Registry) -> String {
     let mut s = String::new();
     prometheus_client::encoding::text::encode(&mut s, r).expect("writing to a String");
     s
+}
+
+/// Renders the classic Prometheus text format (0.0.4), for clients that do
+/// not ask for OpenMetrics: `curl`, `promtool check metrics`, older
+/// scrapers. It differs from OpenMetrics in what matters to them: a
+/// counter's `# HELP`/`# TYPE` lines carry the sample name with `_total`
+/// (OpenMetrics names the family without it, which the classic parser reads
+/// as a second, untyped metric without help), and there is no `# EOF`.
+pub fn render_prometheus(r: &Registry) -> String {
+    to_prometheus_text(&render(r))
+}
+
+fn to_prometheus_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len() + 256);
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
+        match meta {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                if counters.contains(name) {
+                    let _ = writeln!(out, "{prefix}{name}_total {tail}");
+                } else {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
 }
 
 /// Serves `/metrics`, `/healthz`, `/readyz` on `listener` (plain HTTP) on a
@@ -525,7 +568,7 @@ fn answer(conn: &mut std::net::TcpStream, reg: &Registry, sb: &Switchboard) -> s
     use std::io::{Read, Write};
     let mut buf = vec![0u8; 4096];
     let mut len = 0;
-    let path = loop {
+    let (path, openmetrics) = loop {
         let n = conn.read(&mut buf[len..])?;
         if n == 0 {
             return Ok(());
@@ -534,7 +577,15 @@ fn answer(conn: &mut std::net::TcpStream, reg: &Registry, sb: &Switchboard) -> s
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut req = httparse::Request::new(&mut headers);
         match req.parse(&buf[..len]) {
-            Ok(httparse::Status::Complete(_)) => break req.path.unwrap_or("/").to_owned(),
+            Ok(httparse::Status::Complete(_)) => {
+                // Prometheus asks for OpenMetrics in `Accept`; everyone else
+                // gets the classic text format.
+                let openmetrics = req.headers.iter().any(|h| {
+                    h.name.eq_ignore_ascii_case("accept")
+                        && String::from_utf8_lossy(h.value).contains("application/openmetrics-text")
+                });
+                break (req.path.unwrap_or("/").to_owned(), openmetrics);
+            }
             Ok(httparse::Status::Partial) if len < buf.len() => continue,
             _ => {
                 conn.write_all(
@@ -545,10 +596,15 @@ fn answer(conn: &mut std::net::TcpStream, reg: &Registry, sb: &Switchboard) -> s
         }
     };
     let (status, ctype, body) = match path.split('?').next().unwrap_or("") {
-        "/metrics" => (
+        "/metrics" if openmetrics => (
             "200 OK",
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
             render(reg),
+        ),
+        "/metrics" => (
+            "200 OK",
+            "text/plain; version=0.0.4; charset=utf-8",
+            render_prometheus(reg),
         ),
         "/healthz" => ("200 OK", "text/plain", "ok\n".to_string()),
         "/readyz" => {
@@ -572,4 +628,22 @@ fn answer(conn: &mut std::net::TcpStream, reg: &Registry, sb: &Switchboard) -> s
     let _ = write!(out, "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
     conn.write_all(out.as_bytes())?;
     conn.write_all(body.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::to_prometheus_text;
+
+    #[test]
+    fn classic_text_names_counters_with_total_and_has_no_eof() {
+        let om = "# HELP vhub_frames Frames.\n# TYPE vhub_frames counter\n\
+                  vhub_frames_total{direction=\"in\"} 3\n\
+                  # HELP vhub_shards Shards.\n# TYPE vhub_shards gauge\nvhub_shards 2\n# EOF\n";
+        assert_eq!(
+            to_prometheus_text(om),
+            "# HELP vhub_frames_total Frames.\n# TYPE vhub_frames_total counter\n\
+             vhub_frames_total{direction=\"in\"} 3\n\
+             # HELP vhub_shards Shards.\n# TYPE vhub_shards gauge\nvhub_shards 2\n"
+        );
+    }
 }

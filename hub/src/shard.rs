@@ -58,6 +58,9 @@ struct Conn<S> {
     /// Wakes the writer: frames queued, timers, closing.
     wake: Notify,
     closed: Cell<bool>,
+    /// The timer the writer last went to sleep with: input that brings a
+    /// session deadline before it (a delayed ACK) must wake the writer.
+    sleep_until: Cell<Option<Instant>>,
     id: u64,
 }
 
@@ -189,22 +192,24 @@ impl<B: Backend> Shard<B> {
         }
         let stream = Rc::new(stream);
         // The handshake deadline: a watchdog shuts the socket down, which
-        // ends the pending read (never drop an in-flight read).
+        // ends the pending read (never drop an in-flight read). The
+        // handshake then counts the connection once, as a timeout.
         let finished = Rc::new(Cell::new(false));
+        let timed_out = Rc::new(Cell::new(false));
         {
             // A weak handle: the watchdog must not keep the stream alive.
-            let (stream, finished, metrics) =
-                (Rc::downgrade(&stream), finished.clone(), self.sb.clone());
+            let (stream, finished, timed_out) =
+                (Rc::downgrade(&stream), finished.clone(), timed_out.clone());
             let timeout = limits.handshake_timeout;
             B::spawn(async move {
                 tokio::time::sleep(timeout).await;
                 if let (false, Some(stream)) = (finished.get(), stream.upgrade()) {
-                    metrics.metrics.handshake(Handshake::Timeout);
+                    timed_out.set(true);
                     stream.shutdown();
                 }
             });
         }
-        let outcome = self.handshake(&stream, peer).await;
+        let outcome = self.handshake(&stream, peer, &timed_out).await;
         finished.set(true);
         self.st.borrow_mut().handshakes -= 1;
         if let Some((tls, req)) = outcome {
@@ -232,8 +237,17 @@ impl<B: Backend> Shard<B> {
         &self,
         stream: &B::Stream,
         peer: SocketAddr,
+        timed_out: &Cell<bool>,
     ) -> Option<(TlsConn, UpgradeRequest)> {
         let metrics = &self.sb.metrics;
+        // The connection ended before a request: by the deadline or not.
+        let ended = |h| {
+            metrics.handshake(if timed_out.get() {
+                Handshake::Timeout
+            } else {
+                h
+            })
+        };
         let mut tls = match TlsConn::server(&self.ctx.tls) {
             Ok(t) => t,
             Err(e) => {
@@ -252,6 +266,7 @@ impl<B: Backend> Shard<B> {
                 out = b;
                 out.clear();
                 if res.is_err() {
+                    ended(Handshake::TlsFailed);
                     return None;
                 }
             }
@@ -273,7 +288,7 @@ impl<B: Backend> Shard<B> {
                     buf.clear();
                 }
                 _ => {
-                    metrics.handshake(Handshake::TlsFailed);
+                    ended(Handshake::TlsFailed);
                     return None;
                 }
             }
@@ -334,7 +349,7 @@ impl<B: Backend> Shard<B> {
                     buf.clear();
                 }
                 _ => {
-                    metrics.handshake(Handshake::HttpError);
+                    ended(Handshake::HttpError);
                     return None;
                 }
             }
@@ -666,6 +681,7 @@ impl<B: Backend> Shard<B> {
                 tls: RefCell::new(tls),
                 wake: Notify::new(),
                 closed: Cell::new(false),
+                sleep_until: Cell::new(None),
                 id: st.next_conn_id,
             });
             match st.slots.get_mut(slot as usize) {
@@ -751,7 +767,15 @@ impl<B: Backend> Shard<B> {
                 true // the CLOSE is queued; the writer sends it and ends
             }
         };
-        let wants = session.wants_transmit() || session.state() == State::Closed;
+        // Also wake the writer when the input set a timer it is not
+        // sleeping for (an ACK due in `ack_delay`), or that ACK would wait
+        // for the next keep-alive.
+        let sooner = match (session.poll_timeout(), conn.sleep_until.get()) {
+            (Some(t), Some(d)) => t < d,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        let wants = session.wants_transmit() || session.state() == State::Closed || sooner;
         st.slots[slot as usize].session = Some(session);
         if wants {
             conn.wake.notify_one();
@@ -950,12 +974,16 @@ impl<B: Backend> Shard<B> {
             }
             match deadline {
                 Some(d) => {
+                    conn.sleep_until.set(Some(d));
                     tokio::select! {
                         _ = conn.wake.notified() => {}
                         _ = tokio::time::sleep_until(d.into()) => {}
                     }
                 }
-                None => conn.wake.notified().await,
+                None => {
+                    conn.sleep_until.set(None);
+                    conn.wake.notified().await
+                }
             }
             if conn.closed.get() {
                 break;

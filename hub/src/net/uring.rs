@@ -16,18 +16,32 @@ pub struct Stream(tokio_uring::net::TcpStream);
 
 /// Checks that this process may create an io_uring (seccomp, sysctl
 /// `kernel.io_uring_disabled`, old kernels).
+///
+/// The probe runs on a thread of its own that ends right after: closing a
+/// ring makes the kernel queue clean-up work (`TWA_SIGNAL` task work) for
+/// every thread that used it, which later interrupts that thread's next
+/// blocking socket call that has a timeout with `EINTR` — here, a caller
+/// that goes on to read a socket would see a spurious "Interrupted system
+/// call". A thread that has exited is cleaned up without that.
 pub fn probe() -> io::Result<()> {
-    // SAFETY: io_uring_setup with a zeroed params struct; the fd is closed
-    // right away. Pure syscalls, no memory is shared with the kernel.
-    unsafe {
-        let mut params = [0u8; 120]; // struct io_uring_params
-        let fd = libc::syscall(libc::SYS_io_uring_setup, 2u32, params.as_mut_ptr());
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        libc::close(fd as i32);
-    }
-    Ok(())
+    std::thread::Builder::new()
+        .name("io_uring-probe".into())
+        .spawn(|| {
+            // SAFETY: io_uring_setup with a zeroed params struct; the fd is
+            // closed right away. Pure syscalls, no memory is shared with
+            // the kernel.
+            unsafe {
+                let mut params = [0u8; 120]; // struct io_uring_params
+                let fd = libc::syscall(libc::SYS_io_uring_setup, 2u32, params.as_mut_ptr());
+                if fd < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                libc::close(fd as i32);
+            }
+            Ok(())
+        })?
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("the io_uring probe thread panicked")))
 }
 
 impl NetStream for Stream {

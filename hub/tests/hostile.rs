@@ -1,0 +1,551 @@
+//! Hostile and broken peers against a running hub, over real TCP and TLS on
+//! loopback. Each test keeps a healthy pair of sessions on the same hub and
+//! checks that it passes frames before and after the abuse.
+//!
+//! Every test runs on both I/O backends (epoll and io_uring): the abuse
+//! paths — a deadline that shuts a socket with a read in flight, a peer
+//! that vanishes mid-record — are where the two differ.
+
+#[macro_use]
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::{
+    receives, send_many, start_hub_on, upgrade_head, wait_for, HttpAnswer, IoBackend, Pair, RawTls,
+    TestHub, PAIR_A, PAIR_B,
+};
+use switch_core::wire::{self, CloseCode, FramesWriter, Limits, Message};
+use vhub_bench::client::{frame, ClientError, TestClient, BROADCAST};
+
+const T: Duration = Duration::from_secs(10);
+
+on_both_backends!(
+    plain_http_and_garbage_on_the_tls_port_are_closed,
+    stalled_handshakes_and_slowloris_end_at_the_handshake_timeout,
+    a_megabyte_of_headers_gets_431,
+    wrong_version_unknown_hub_and_bad_resumes_get_their_status,
+    two_hundred_bad_passwords_are_all_refused,
+    protocol_violations_close_only_the_violating_session,
+    a_mac_flood_is_capped_per_port,
+    a_receiver_that_never_reads_gets_tail_drops_and_slows_nobody,
+    a_client_that_vanishes_mid_record_leaves_a_detached_session,
+);
+
+fn hub(backend: IoBackend) -> TestHub {
+    start_hub_on(backend, 1, false, |_| {})
+}
+
+/// Plain TCP: writes `bytes`, then reads until the hub closes. Returns
+/// what the hub sent, or panics if it kept the connection open.
+fn tcp_send_expect_close(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(T)).unwrap();
+    let _ = s.write_all(bytes);
+    let mut got = Vec::new();
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return got,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return got,
+            Err(e) => panic!(
+                "the hub kept the connection open ({e}) after {:?}; it sent {got:?}",
+                start.elapsed()
+            ),
+        }
+    }
+}
+
+fn plain_http_and_garbage_on_the_tls_port_are_closed(backend: IoBackend) {
+    let hub = hub(backend);
+    let mut pair = Pair::new(hub.addr());
+
+    // Plain HTTP where TLS is expected: no page leaks out in clear text.
+    let got = tcp_send_expect_close(hub.addr(), b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(!got.windows(4).any(|w| w == b"html"), "{got:?}");
+    pair.check("after plain HTTP");
+
+    // A TLS handshake record whose ClientHello is garbage.
+    let mut hello = vec![0x16, 0x03, 0x01, 0x01, 0x00];
+    hello.extend((0..256u32).map(|i| (i * 37 + 11) as u8));
+    tcp_send_expect_close(hub.addr(), &hello);
+    // Not TLS at all.
+    let noise: Vec<u8> = (0..4096u32).map(|i| (i * 7919 % 251) as u8).collect();
+    tcp_send_expect_close(hub.addr(), &noise);
+    // Connect and close at once.
+    drop(TcpStream::connect(hub.addr()).unwrap());
+    pair.check("after garbage");
+
+    let failed = r#"vhub_handshakes_total{result="tls_failed"}"#;
+    assert!(
+        wait_for(T, || hub.metric(failed) == 4.0),
+        "{}",
+        hub.scrape()
+    );
+    assert_eq!(hub.metric(r#"vhub_sessions{hub="DEFAULT"}"#), 2.0);
+}
+
+fn stalled_handshakes_and_slowloris_end_at_the_handshake_timeout(backend: IoBackend) {
+    let hub = start_hub_on(backend, 1, false, |s| {
+        s.handshake_timeout = Duration::from_secs(1)
+    });
+    let mut pair = Pair::new(hub.addr());
+    let timeouts = r#"vhub_handshakes_total{result="timeout"}"#;
+    let failures = [
+        r#"vhub_handshakes_total{result="tls_failed"}"#,
+        r#"vhub_handshakes_total{result="http_error"}"#,
+    ];
+
+    // TCP up, then silence: no TLS ClientHello ever comes.
+    let start = Instant::now();
+    let got = tcp_send_expect_close(hub.addr(), b"");
+    let waited = start.elapsed();
+    assert!(got.is_empty());
+    assert!(
+        waited >= Duration::from_millis(900),
+        "closed before the timeout: {waited:?}"
+    );
+    assert!(
+        wait_for(T, || hub.metric(timeouts) == 1.0),
+        "{}",
+        hub.scrape()
+    );
+    pair.check("after a stalled handshake");
+
+    // TLS up, then a request head that never ends, one header line per 200 ms.
+    let mut raw = RawTls::connect(hub.addr()).unwrap();
+    let start = Instant::now();
+    raw.send(b"GET / HTTP/1.1\r\n").unwrap();
+    let mut lines = 0;
+    while raw.pump() {
+        std::thread::sleep(Duration::from_millis(200));
+        if raw
+            .send(format!("X-Slow-{lines}: x\r\n").as_bytes())
+            .is_err()
+        {
+            break;
+        }
+        lines += 1;
+        assert!(
+            start.elapsed() < T,
+            "slowloris still connected after {lines} lines"
+        );
+    }
+    assert!(raw.wait_closed(T));
+    assert!(
+        raw.plain.is_empty(),
+        "{:?}",
+        String::from_utf8_lossy(&raw.plain)
+    );
+    assert!(lines >= 3, "closed too early, after {lines} header lines");
+    assert!(
+        wait_for(T, || hub.metric(timeouts) == 2.0),
+        "{}",
+        hub.scrape()
+    );
+    pair.check("after slowloris");
+
+    // Each timed-out connection is counted once, as a timeout only.
+    let m = hub.scrape();
+    for f in failures {
+        assert_eq!(
+            common::metric(&m, f),
+            0.0,
+            "{f} counted a timeout too:\n{m}"
+        );
+    }
+    // A session is not subject to the handshake timeout.
+    std::thread::sleep(Duration::from_millis(1200));
+    pair.check("after the handshake timeout has passed");
+}
+
+fn a_megabyte_of_headers_gets_431(backend: IoBackend) {
+    let hub = hub(backend);
+    let mut pair = Pair::new(hub.addr());
+    let mut raw = RawTls::connect(hub.addr()).unwrap();
+    raw.send(b"GET /vhub/DEFAULT HTTP/1.1\r\nHost: x\r\nX-Big: ")
+        .unwrap();
+    let chunk = vec![b'a'; 16 * 1024];
+    let mut sent = 0;
+    // Stop writing as soon as the hub has answered (or closed).
+    while sent < 1 << 20 && raw.plain.is_empty() && !raw.closed {
+        if raw.send(&chunk).is_err() {
+            break;
+        }
+        sent += chunk.len();
+        raw.pump();
+    }
+    let answer = raw.read_answer();
+    assert_eq!(answer.status, 431, "{answer:?}");
+    assert_eq!(answer.header("vhub-error"), Some("head-too-large"));
+    assert_eq!(answer.header("connection"), Some("close"));
+    assert!(raw.wait_closed(T), "still open after 431");
+    assert!(sent < 1 << 20, "the hub read the whole megabyte first");
+    pair.check("after a megabyte of headers");
+}
+
+/// A raw session on DEFAULT as alice: the TLS connection after the `101`,
+/// and the session token.
+fn raw_session(addr: SocketAddr) -> (RawTls, String) {
+    let mut raw = RawTls::connect(addr).unwrap();
+    let a = raw.request(&upgrade_head("DEFAULT", "vhub/1", &[]));
+    assert_eq!(a.status, 101, "{a:?}");
+    let token = a
+        .header("vhub-session")
+        .expect("a session token")
+        .to_owned();
+    (raw, token)
+}
+
+/// Reads binary messages until a CLOSE; panics if the connection ends
+/// without one.
+fn read_close(raw: &mut RawTls) -> (CloseCode, String) {
+    let deadline = Instant::now() + T;
+    loop {
+        let limits = Limits::default();
+        while let Some((msg, used)) = wire::decode(&raw.plain, &limits).expect("hub speaks vhub/1")
+        {
+            let close = match msg {
+                Message::Close { code, reason } => Some((code, reason.to_owned())),
+                _ => None,
+            };
+            raw.plain.drain(..used);
+            if let Some(c) = close {
+                return c;
+            }
+        }
+        assert!(!raw.closed, "closed without a CLOSE message");
+        raw.pump();
+        assert!(Instant::now() < deadline, "no CLOSE within {T:?}");
+    }
+}
+
+fn answer(addr: SocketAddr, head: &str) -> HttpAnswer {
+    let mut raw = RawTls::connect(addr).unwrap();
+    let a = raw.request(head);
+    assert!(
+        raw.wait_closed(T),
+        "connection left open after {}",
+        a.status
+    );
+    a
+}
+
+fn wrong_version_unknown_hub_and_bad_resumes_get_their_status(backend: IoBackend) {
+    let hub = hub(backend);
+    let mut pair = Pair::new(hub.addr());
+
+    let a = answer(hub.addr(), &upgrade_head("DEFAULT", "vhub/9", &[]));
+    assert_eq!(a.status, 426, "{a:?}");
+    assert_eq!(a.header("vhub-error"), Some("unsupported-version"));
+    assert_eq!(a.header("upgrade"), Some("vhub/1"));
+    assert!(a.body.contains("vhub/1"), "the body names vhub/1: {a:?}");
+    // A newer client offering both gets vhub/1.
+    let mut raw = RawTls::connect(hub.addr()).unwrap();
+    let a = raw.request(&upgrade_head("DEFAULT", "vhub/2, vhub/1", &[]));
+    assert_eq!((a.status, a.header("upgrade")), (101, Some("vhub/1")));
+    // Ends it cleanly: the hub forgets the session at once.
+    let mut close = Vec::new();
+    wire::encode_close(&mut close, CloseCode::Normal, "done");
+    raw.send(&close).unwrap();
+    assert!(raw.wait_closed(T));
+    let sessions = r#"vhub_sessions{hub="DEFAULT"}"#;
+    assert!(
+        wait_for(T, || hub.metric(sessions) == 2.0),
+        "{}",
+        hub.scrape()
+    );
+
+    let a = answer(hub.addr(), &upgrade_head("NOPE", "vhub/1", &[]));
+    assert_eq!(
+        (a.status, a.header("vhub-error")),
+        (404, Some("unknown-hub"))
+    );
+    let a = answer(hub.addr(), &upgrade_head("bad/name", "vhub/1", &[]));
+    assert_eq!(a.status, 400, "{a:?}");
+    pair.check("after refusals");
+
+    // Resume of a session the hub never had.
+    let a = answer(
+        hub.addr(),
+        &upgrade_head(
+            "DEFAULT",
+            "vhub/1",
+            &[
+                "Vhub-Resume: 00112233445566778899aabbccddeeff",
+                "Vhub-Rx: 0",
+            ],
+        ),
+    );
+    assert_eq!(
+        (a.status, a.header("vhub-error")),
+        (410, Some("session-unknown"))
+    );
+
+    // Resume claiming frames the hub never sent.
+    let (raw, token) = raw_session(hub.addr());
+    drop(raw);
+    let detached = r#"vhub_sessions_detached{hub="DEFAULT"}"#;
+    assert!(
+        wait_for(T, || hub.metric(detached) == 1.0),
+        "{}",
+        hub.scrape()
+    );
+    let resume = format!("Vhub-Resume: {token}");
+    let a = answer(
+        hub.addr(),
+        &upgrade_head("DEFAULT", "vhub/1", &[&resume, "Vhub-Rx: 5"]),
+    );
+    assert_eq!(
+        (a.status, a.header("vhub-error")),
+        (409, Some("bad-resume"))
+    );
+    pair.check("after bad resumes");
+    // The session is kept as it was: a correct resume still works.
+    assert_eq!(hub.metric(detached), 1.0);
+    let mut raw = RawTls::connect(hub.addr()).unwrap();
+    let a = raw.request(&upgrade_head("DEFAULT", "vhub/1", &[&resume, "Vhub-Rx: 0"]));
+    assert_eq!(a.status, 101, "{a:?}");
+    assert_eq!(a.header("vhub-session"), Some(token.as_str()));
+    assert_eq!(a.header("vhub-rx"), Some("0"), "answered as a resume");
+    assert!(
+        wait_for(T, || hub.metric(detached) == 0.0),
+        "{}",
+        hub.scrape()
+    );
+    assert_eq!(hub.metric(r#"vhub_sessions{hub="DEFAULT"}"#), 3.0);
+}
+
+fn two_hundred_bad_passwords_are_all_refused(backend: IoBackend) {
+    let hub = hub(backend);
+    let mut pair = Pair::new(hub.addr());
+    for i in 0..200 {
+        let pw = format!("guess-{i}");
+        match TestClient::connect(hub.addr(), "DEFAULT", Some(("alice", &pw))) {
+            Err(ClientError::Refused(r)) => {
+                assert_eq!(
+                    (r.status.0, r.code.as_str()),
+                    (401, "auth-failed"),
+                    "try {i}"
+                )
+            }
+            Ok(_) => panic!("password {pw} accepted"),
+            Err(e) => panic!("try {i}: {e}"),
+        }
+        if i % 50 == 49 {
+            pair.check(&format!("after {} bad passwords", i + 1));
+        }
+    }
+    let m = hub.scrape();
+    assert_eq!(
+        common::metric(&m, r#"vhub_handshakes_total{result="auth_failed"}"#),
+        200.0
+    );
+    assert_eq!(common::metric(&m, r#"vhub_sessions{hub="DEFAULT"}"#), 2.0);
+    // The right password still works.
+    TestClient::connect(hub.addr(), "DEFAULT", Some(("alice", "secret"))).unwrap();
+}
+
+/// A FRAMES message with one frame of `len` bytes.
+fn frames_message(first_seq: u64, len: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut w = FramesWriter::begin(&mut out, first_seq);
+    let mut f = frame(PAIR_A, [0x02, 0xee, 0, 0, 0, 1], &[]);
+    f.resize(len, 0x55);
+    w.push(&f);
+    w.finish();
+    out
+}
+
+fn protocol_violations_close_only_the_violating_session(backend: IoBackend) {
+    let hub = hub(backend);
+    let mut pair = Pair::new(hub.addr());
+    let errors = "vhub_protocol_errors_total";
+    let sessions = r#"vhub_sessions{hub="DEFAULT"}"#;
+
+    let mut violations: Vec<(&str, Vec<u8>)> = Vec::new();
+    // A frame one byte over the negotiated maximum (1518).
+    violations.push(("frame too long", frames_message(1, 1519)));
+    // A frame count of 2^32 - 1 with a body that holds one frame.
+    let mut m = frames_message(1, 60);
+    m[16..20].copy_from_slice(&u32::MAX.to_be_bytes());
+    violations.push(("count 2^32-1", m));
+    // A body length of 4 GiB: refused from the 8-byte header alone.
+    let mut m = frames_message(1, 60);
+    m[4..8].copy_from_slice(&u32::MAX.to_be_bytes());
+    violations.push(("body 4 GiB", m));
+    // An ACK for frame 1000: the hub sent this session nothing.
+    let mut m = Vec::new();
+    wire::encode_ack(&mut m, 1000);
+    violations.push(("ack from the future", m));
+    // Sequence number 0.
+    violations.push(("sequence 0", frames_message(0, 60)));
+
+    for (i, (what, bytes)) in violations.iter().enumerate() {
+        let (mut raw, _) = raw_session(hub.addr());
+        // A valid frame first: the session is live and forwarding.
+        let n = pair.a.received.len();
+        let ok = frame(PAIR_A, [0x02, 0xee, 0, 0, 0, 2], what.as_bytes());
+        let mut good = Vec::new();
+        let mut w = FramesWriter::begin(&mut good, 1);
+        w.push(&ok);
+        w.finish();
+        raw.send(&good).unwrap();
+        assert!(
+            receives(&mut pair.a, n, &ok, T),
+            "{what}: valid frame first"
+        );
+
+        let seq_fix = |mut b: Vec<u8>| {
+            // FRAMES after the valid one start at 2 (except "sequence 0").
+            if b[0] == 1 && b[8..16] == 1u64.to_be_bytes() {
+                b[8..16].copy_from_slice(&2u64.to_be_bytes());
+            }
+            b
+        };
+        raw.send(&seq_fix(bytes.clone())).unwrap();
+        let (code, reason) = read_close(&mut raw);
+        assert_eq!(code, CloseCode::ProtocolError, "{what}: {reason}");
+        assert!(!reason.is_empty(), "{what}: the reason says why");
+        println!("{what}: CLOSE(protocol error) {reason:?}");
+        assert!(raw.wait_closed(T), "{what}: connection left open");
+        assert!(
+            wait_for(T, || hub.metric(errors) == (i + 1) as f64),
+            "{what}: {}",
+            hub.scrape()
+        );
+        assert!(
+            wait_for(T, || hub.metric(sessions) == 2.0),
+            "{what}: session gone"
+        );
+        pair.check(&format!("after {what}"));
+    }
+    // None of the invalid frames was forwarded.
+    assert!(pair
+        .a
+        .received
+        .iter()
+        .all(|f| f[6..12] != [0x02, 0xee, 0, 0, 0, 1]));
+}
+
+fn a_mac_flood_is_capped_per_port(backend: IoBackend) {
+    let hub = hub(backend);
+    let mut pair = Pair::new(hub.addr());
+    let mut flooder =
+        TestClient::connect(hub.addr(), "DEFAULT", Some(("alice", "secret"))).unwrap();
+    // The flooder's first MAC is learned; every later frame is addressed to
+    // it, so the fabric drops them (same segment) after learning the source.
+    let home = [0x02, 0xf1, 0, 0, 0, 0];
+    flooder.send(&frame(BROADCAST, home, b"home"));
+    flooder.pump().unwrap();
+    const N: u32 = 100_000;
+    let frames = (1..=N).map(|i| {
+        let b = i.to_be_bytes();
+        frame(home, [0x02, 0xf2, b[0], b[1], b[2], b[3]], b"flood")
+    });
+    let sent = send_many(&mut flooder, frames);
+    assert_eq!(sent, N as usize);
+    pair.check("during the flood");
+    let frames_in = r#"vhub_frames_total{direction="in"}"#;
+    assert!(
+        wait_for(T, || hub.metric(frames_in) >= f64::from(N)),
+        "{}",
+        hub.scrape()
+    );
+    let m = hub.scrape();
+    let macs = common::metric(&m, r#"vhub_mac_entries{hub="DEFAULT"}"#);
+    let cap = 1024.0;
+    // The flooder's port holds at most the cap; the pair holds its own two.
+    assert!(macs <= cap + 2.0, "MAC table grew to {macs}");
+    assert!(macs >= cap, "the cap was reached: {macs}");
+    let refused = common::metric(&m, r#"vhub_mac_refused_total{reason="port_cap"}"#);
+    assert!(refused >= f64::from(N) - cap, "refusals counted: {refused}");
+    assert!(common::metric(&m, r#"vhub_frames_dropped_total{reason="same_segment"}"#) > 0.0);
+    // The pair's own entries were not pushed out.
+    pair.check("after the flood");
+    assert!(
+        flooder.pump().is_ok(),
+        "the flooder's session itself is kept"
+    );
+}
+
+fn a_receiver_that_never_reads_gets_tail_drops_and_slows_nobody(backend: IoBackend) {
+    let hub = hub(backend);
+    let mut pair = Pair::new(hub.addr());
+    let sink_mac = [0x02, 0x51, 0, 0, 0, 1];
+    let mut sink = TestClient::connect(hub.addr(), "DEFAULT", Some(("alice", "secret"))).unwrap();
+    sink.send(&frame(BROADCAST, sink_mac, b"sink"));
+    sink.pump().unwrap();
+    // From here on the sink never reads.
+    let mut sender = TestClient::connect(hub.addr(), "DEFAULT", Some(("alice", "secret"))).unwrap();
+    let src = [0x02, 0x52, 0, 0, 0, 1];
+    let payload = vec![0x5a; 1500];
+    // 50 MB in five rounds of 10 MB, the pair checked after each.
+    let per_round = (10 << 20) / (payload.len() + 14);
+    let mut frames = 0;
+    for round in 1..=5 {
+        frames += send_many(
+            &mut sender,
+            (0..per_round).map(|_| frame(sink_mac, src, &payload)),
+        );
+        pair.check(&format!(
+            "with {}0 MB sent to a receiver that never reads",
+            round
+        ));
+    }
+    let dropped = r#"vhub_frames_dropped_total{reason="queue_full"}"#;
+    let frames_in = r#"vhub_frames_total{direction="in"}"#;
+    assert!(
+        wait_for(T, || hub.metric(frames_in) >= frames as f64),
+        "every frame reached the hub: {}",
+        hub.scrape()
+    );
+    let m = hub.scrape();
+    let d = common::metric(&m, dropped);
+    assert!(d > 0.0, "no tail drops:\n{m}");
+    // What was not dropped fits the sink's queue and the socket buffers.
+    assert!(d >= (frames as f64) * 0.5, "{d} of {frames} dropped");
+    assert_eq!(common::metric(&m, r#"vhub_sessions{hub="DEFAULT"}"#), 4.0);
+    pair.check("after 50 MB to a receiver that never reads");
+    drop(sink);
+}
+
+fn a_client_that_vanishes_mid_record_leaves_a_detached_session(backend: IoBackend) {
+    let hub = hub(backend);
+    let mut pair = Pair::new(hub.addr());
+    let (mut raw, _) = raw_session(hub.addr());
+    let half_sent = frame(PAIR_A, [0x02, 0xee, 0, 0, 0, 3], b"never complete");
+    let mut msg = Vec::new();
+    let mut w = FramesWriter::begin(&mut msg, 1);
+    w.push(&half_sent);
+    w.finish();
+    let record = raw.seal(&msg);
+    raw.stream.write_all(&record[..record.len() / 2]).unwrap();
+    raw.stream.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    drop(raw);
+
+    let detached = r#"vhub_sessions_detached{hub="DEFAULT"}"#;
+    assert!(
+        wait_for(T, || hub.metric(detached) == 1.0),
+        "{}",
+        hub.scrape()
+    );
+    assert_eq!(hub.metric(r#"vhub_sessions{hub="DEFAULT"}"#), 3.0);
+    pair.check("after a client vanished mid-record");
+    assert!(
+        !pair.a.received.contains(&half_sent),
+        "half a record was delivered"
+    );
+    // The pair is told nothing; a new session still works.
+    let mut c = TestClient::connect(hub.addr(), "DEFAULT", Some(("alice", "secret"))).unwrap();
+    let n = pair.b.received.len();
+    let f = frame(PAIR_B, [0x02, 0xee, 0, 0, 0, 4], b"new");
+    c.send(&f);
+    c.pump().unwrap();
+    assert!(receives(&mut pair.b, n, &f, T));
+}
