@@ -211,8 +211,12 @@ impl Conn {
         let mut drain_since: Option<Instant> = None;
         // Announce our MAC with a broadcast (sequence 0, ignored by
         // receivers) so the hub learns it before the measured traffic.
-        build_frame(&mut frame, [0xff; 6], plan.id, 0, 0, 64);
-        let _ = self.session.send_frame(&frame);
+        // Only unicast senders need it (their peers send back to them);
+        // an idle or broadcast run must not start with a broadcast storm.
+        if plan.dsts.first().is_some_and(|d| d[0] & 1 == 0) {
+            build_frame(&mut frame, [0xff; 6], plan.id, 0, 0, 64);
+            let _ = self.session.send_frame(&frame);
+        }
         let my_mac = mac_of(plan.id);
         loop {
             let now = Instant::now();
@@ -322,7 +326,8 @@ impl Conn {
                 self.plain_in.drain(..used);
             }
             // 3. After the sending period: drain until quiet for 500 ms.
-            if !sending && !warming {
+            // An idle session (nothing to send) stays until the end too.
+            if !sending && !warming && (now >= plan.until || !plan.dsts.is_empty()) {
                 if got > 0 {
                     drain_since = None;
                 } else {

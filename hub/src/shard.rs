@@ -35,8 +35,12 @@ use crate::switchboard::{
     BATCH_FLOOD, BATCH_UNICAST,
 };
 
-/// Bytes asked of the socket per read: large reads, few syscalls.
+/// Bytes asked of the socket per read: large reads, few syscalls. A read
+/// starts at `READ_MIN` and doubles while reads fill the buffer, up to
+/// `READ_CHUNK`; an idle connection holds only `READ_MIN` (the pending read
+/// owns its buffer the whole time it waits).
 const READ_CHUNK: usize = 256 * 1024;
+const READ_MIN: usize = 4 * 1024;
 /// Plaintext produced per writer round before it is encrypted and written.
 const WRITE_CHUNK: usize = 256 * 1024;
 
@@ -692,8 +696,9 @@ impl<B: Backend> Shard<B> {
         };
         B::spawn(self.clone().writer(conn.clone(), slot));
         conn.wake.notify_one(); // send the 101 and whatever waits
-        let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
-        let mut plain: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+        let mut want = READ_MIN;
+        let mut buf: Vec<u8> = Vec::with_capacity(want);
+        let mut plain: Vec<u8> = Vec::new();
         loop {
             let (res, b) = conn.stream.read(std::mem::take(&mut buf)).await;
             buf = b;
@@ -701,10 +706,22 @@ impl<B: Backend> Shard<B> {
             if n == 0 || conn.closed.get() {
                 break;
             }
+            // Grow while reads fill the buffer; shrink when traffic is light.
+            let next = if n == buf.capacity() {
+                (want * 2).min(READ_CHUNK)
+            } else if n < want / 4 {
+                (want / 2).max(READ_MIN)
+            } else {
+                want
+            };
             let tls_ok = {
                 let mut tls = conn.tls.borrow_mut();
                 tls.feed(&buf);
                 buf.clear();
+                if next != want {
+                    want = next;
+                    buf = Vec::with_capacity(want);
+                }
                 match tls.read_plaintext(&mut plain) {
                     Ok(st) => !st.closed,
                     Err(e) => {
@@ -715,6 +732,13 @@ impl<B: Backend> Shard<B> {
             };
             if !plain.is_empty() && !self.process_input(slot, &conn, &mut plain) {
                 break;
+            }
+            if want == READ_MIN {
+                // Light traffic: keep no buffers between reads.
+                if plain.is_empty() && plain.capacity() > 0 {
+                    plain = Vec::new();
+                }
+                conn.tls.borrow_mut().shrink_idle();
             }
             if !tls_ok {
                 break;
@@ -798,7 +822,9 @@ impl<B: Backend> Shard<B> {
                 self.sb.mailboxes[to].wake();
             }
         }
-        for slot in std::mem::take(&mut st.dirty) {
+        // Swap the list out and back so its allocation is reused.
+        let mut dirty = std::mem::take(&mut st.dirty);
+        for slot in dirty.drain(..) {
             if let Some(s) = st.slots.get_mut(slot as usize) {
                 s.dirty = false;
                 if let Some(c) = &s.conn {
@@ -806,6 +832,7 @@ impl<B: Backend> Shard<B> {
                 }
             }
         }
+        st.dirty = dirty;
         self.sb.metrics.shards[self.id as usize].publish(&mut st.counters);
     }
 
@@ -924,8 +951,9 @@ impl<B: Backend> Shard<B> {
     }
 
     async fn writer(self: Rc<Self>, conn: Rc<Conn<B::Stream>>, slot: u32) {
-        let mut plain: Vec<u8> = Vec::with_capacity(WRITE_CHUNK + 64 * 1024);
-        let mut out: Vec<u8> = Vec::with_capacity(WRITE_CHUNK + 64 * 1024);
+        // Allocated on demand and given back when the session goes quiet.
+        let mut plain: Vec<u8> = Vec::new();
+        let mut out: Vec<u8> = Vec::new();
         loop {
             let now = Instant::now();
             let (deadline, finished) = {
@@ -939,10 +967,12 @@ impl<B: Backend> Shard<B> {
                 }
                 let session = s.session.as_mut().expect("session present");
                 session.handle_timeout(now);
+                if plain.capacity() == 0 && session.wants_transmit() {
+                    plain.reserve(16 * 1024);
+                }
                 session.poll_transmit(now, &mut plain, WRITE_CHUNK);
                 let finished = session.state() == State::Closed;
                 let deadline = session.poll_timeout();
-                st.counters.frames_out += 0;
                 self.handle_events(st, slot);
                 (deadline, finished)
             };
@@ -972,6 +1002,10 @@ impl<B: Backend> Shard<B> {
             if finished || conn.closed.get() {
                 break;
             }
+            // Going to sleep: an idle connection keeps no buffers.
+            plain = Vec::new();
+            out = Vec::new();
+            conn.tls.borrow_mut().shrink_idle();
             match deadline {
                 Some(d) => {
                     conn.sleep_until.set(Some(d));

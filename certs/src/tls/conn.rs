@@ -266,6 +266,25 @@ impl TlsConn {
     /// straight into its spare capacity (`reserve`, read, `set_len`) with
     /// no copy. Only append to it: what is in it is not yet read by
     /// OpenSSL.
+    /// Gives back the memory of the in-memory buffers when they hold
+    /// nothing: for connections that go idle (with `SSL_MODE_RELEASE_BUFFERS`
+    /// OpenSSL does the same for its own record buffers). Returns the bytes
+    /// of capacity released.
+    pub fn shrink_idle(&mut self) -> usize {
+        let d = self.stream.get_mut();
+        let mut freed = 0;
+        if d.unread() == 0 && d.incoming.capacity() > 0 {
+            freed += d.incoming.capacity();
+            d.incoming = Vec::new();
+            d.read_pos = 0;
+        }
+        if d.outgoing.is_empty() && d.outgoing.capacity() > 0 {
+            freed += d.outgoing.capacity();
+            d.outgoing = Vec::new();
+        }
+        freed
+    }
+
     pub fn incoming_mut(&mut self) -> &mut Vec<u8> {
         let d = self.stream.get_mut();
         d.compact();

@@ -536,7 +536,13 @@ impl Plan {
         // reaches the peer; PARTIAL_WRITE lets SSL_write return after each
         // record and MOVING_WRITE_BUFFER keeps a retried write valid when
         // the caller's buffer moved (it may be a reallocated Vec).
-        b.set_mode(SslMode::ENABLE_PARTIAL_WRITE | SslMode::ACCEPT_MOVING_WRITE_BUFFER);
+        // RELEASE_BUFFERS: OpenSSL frees its record buffers (~34 KiB) while
+        // a connection is idle — what makes 10,000 idle sessions cheap.
+        b.set_mode(
+            SslMode::ENABLE_PARTIAL_WRITE
+                | SslMode::ACCEPT_MOVING_WRITE_BUFFER
+                | SslMode::RELEASE_BUFFERS,
+        );
         // Read as many records as the input holds in one go instead of a
         // 5-byte header and then a body per record.
         b.set_read_ahead(true);
