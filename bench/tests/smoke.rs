@@ -1,0 +1,82 @@
+//! CI smoke test of the harness: a real hub in-process, `vhub-bench` for a
+//! second with a few sessions, JSON parsed. It asserts that the harness
+//! works and that nothing was lost — never how fast (shared machines).
+
+use std::process::Command;
+use std::sync::Arc;
+
+use certs::tls::{self, TlsOptions};
+use certs::{CertParams, Identity};
+use hub::auth::NoUsers;
+use hub::server::{self, Settings};
+
+fn run_bench(addr: std::net::SocketAddr, extra: &[&str]) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_vhub-bench"))
+        .args(["--hub", &addr.to_string(), "--duration", "1", "--json"])
+        .args(extra)
+        .output()
+        .expect("vhub-bench runs");
+    assert!(
+        out.status.success(),
+        "vhub-bench failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON report")
+}
+
+#[test]
+fn pairs_mesh_broadcast_and_idle_run_and_lose_nothing() {
+    let id = Identity::generate(&CertParams::default()).unwrap();
+    let ctx = tls::server_context(&id, &TlsOptions::default()).unwrap();
+    let server = server::start(
+        Settings::for_tests(2),
+        ctx,
+        id.cert_pem(),
+        Vec::new(),
+        Arc::new(NoUsers),
+    )
+    .unwrap();
+    let addr = server.local_addr();
+
+    let r = run_bench(addr, &["-n", "4", "--size", "imix"]);
+    let hub = &r["hub"];
+    assert!(hub["frames_received"].as_u64().unwrap() > 0, "{r}");
+    assert_eq!(hub["lost"].as_i64(), Some(0), "{r}");
+    assert_eq!(hub["flooded_to_others"].as_u64(), Some(0), "{r}");
+    let base = &r["baseline"];
+    assert!(
+        base["frames_received"].as_u64().unwrap() > 0,
+        "baseline ran: {r}"
+    );
+    assert!(r["hub_vs_baseline_throughput"].as_f64().unwrap() > 0.0);
+    assert!(hub["latency_us_p99"].as_u64().unwrap() >= hub["latency_us_p50"].as_u64().unwrap());
+
+    let r = run_bench(addr, &["-n", "4", "--pattern", "mesh", "--size", "64"]);
+    assert!(r["hub"]["frames_received"].as_u64().unwrap() > 0, "{r}");
+    assert_eq!(r["hub"]["lost"].as_i64(), Some(0), "{r}");
+
+    // Broadcast at a fixed rate: every receiver gets every frame.
+    let r = run_bench(
+        addr,
+        &[
+            "-n",
+            "3",
+            "--pattern",
+            "broadcast",
+            "--rate",
+            "2000",
+            "--size",
+            "100",
+        ],
+    );
+    let hub = &r["hub"];
+    let sent = hub["frames_sent"].as_u64().unwrap();
+    assert!(sent > 0);
+    assert_eq!(hub["frames_expected"].as_u64(), Some(sent * 2), "{r}");
+    assert_eq!(hub["frames_received"].as_u64(), Some(sent * 2), "{r}");
+
+    let r = run_bench(addr, &["-n", "50", "--pattern", "idle"]);
+    assert_eq!(r["hub"]["frames_sent"].as_u64(), Some(0));
+    assert_eq!(r["hub"]["sessions"].as_u64(), Some(50));
+    server.shutdown();
+}
