@@ -1,0 +1,284 @@
+//! The status file: a running client writes a small JSON document every
+//! second and on every state change; `vnic status` reads it and prints a
+//! table. The same numbers make the line logged on SIGUSR1.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::lan::IcmpStats;
+use crate::units::{fmt_bytes, fmt_duration};
+
+/// What a client tells about itself. Counters add up over every session
+/// of the client's life (a new session after the hub forgot the old one
+/// does not reset them).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Status {
+    pub pid: u32,
+    pub tap: String,
+    pub hub: String,
+    pub relay: String,
+    /// `connecting`, `connected`, `reconnecting`, `closed`.
+    pub state: String,
+    /// The last state line, as printed.
+    pub detail: String,
+    /// The session's short id (first 8 hex digits of the token).
+    pub session: Option<String>,
+    /// TLS version and suite of the current connection.
+    pub tls: Option<String>,
+    pub rtt_ms: Option<f64>,
+    /// Seconds since the Unix epoch.
+    pub started_at: u64,
+    pub updated_at: u64,
+    /// Seconds since the current connection was established.
+    pub connected_for_s: Option<u64>,
+    pub uptime_s: u64,
+    pub tx_frames: u64,
+    pub tx_bytes: u64,
+    pub rx_frames: u64,
+    pub rx_bytes: u64,
+    /// Frames sent again after a resume.
+    pub resent: u64,
+    /// Frames the hub missed at a resume that were no longer buffered.
+    pub lost_on_resume: u64,
+    /// Frames from the hub that never arrived (gaps in its sequence).
+    pub rx_gaps: u64,
+    /// Frames read from the TAP and dropped because the buffer was full.
+    pub tail_drops: u64,
+    /// Sent-but-unacknowledged frames given up to make room.
+    pub evicted: u64,
+    /// Frames sent on a session the hub forgot, delivery unknown.
+    pub unconfirmed: u64,
+    pub rx_duplicates: u64,
+    /// Frames from the hub the TAP device did not take.
+    pub tap_write_errors: u64,
+    /// Frames from the TAP larger than the session allows (MTU too big).
+    pub oversize: u64,
+    /// Connections opened after the first one.
+    pub reconnects: u64,
+    pub resumes: u64,
+    /// Sessions opened because the hub no longer knew ours.
+    pub new_sessions: u64,
+    pub link_deaths: u64,
+    pub icmp: Option<IcmpStats>,
+}
+
+impl Status {
+    /// Every frame lost, whichever the cause.
+    pub fn lost(&self) -> u64 {
+        self.lost_on_resume + self.rx_gaps
+    }
+
+    /// One line for the log (SIGUSR1).
+    pub fn line(&self) -> String {
+        let mut s = format!("{} {} ({}): {}", self.tap, self.state, self.relay, self.hub);
+        if let Some(id) = &self.session {
+            let _ = write!(s, ", session {id}");
+        }
+        if let Some(r) = self.rtt_ms {
+            let _ = write!(s, ", rtt {r:.1} ms");
+        }
+        let _ = write!(
+            s,
+            ", tx {} frames/{}, rx {} frames/{}, re-sent {}, lost {}, tail drops {}, reconnects {}, up {}",
+            self.tx_frames,
+            fmt_bytes(self.tx_bytes),
+            self.rx_frames,
+            fmt_bytes(self.rx_bytes),
+            self.resent,
+            self.lost(),
+            self.tail_drops,
+            self.reconnects,
+            fmt_duration(Duration::from_secs(self.uptime_s))
+        );
+        s
+    }
+
+    /// A table for a person.
+    pub fn table(&self, running: bool) -> String {
+        let mut rows: Vec<(&str, String)> = Vec::new();
+        let state = if running {
+            self.state.clone()
+        } else {
+            format!("{} (not running: pid {} is gone)", self.state, self.pid)
+        };
+        rows.push(("device", self.tap.clone()));
+        rows.push(("state", state));
+        rows.push(("", self.detail.clone()));
+        rows.push(("hub", self.hub.clone()));
+        rows.push(("relay", self.relay.clone()));
+        rows.push((
+            "session",
+            self.session.clone().unwrap_or_else(|| "-".into()),
+        ));
+        rows.push(("tls", self.tls.clone().unwrap_or_else(|| "-".into())));
+        rows.push((
+            "rtt",
+            self.rtt_ms
+                .map(|r| format!("{r:.1} ms"))
+                .unwrap_or_else(|| "-".into()),
+        ));
+        rows.push((
+            "frames out",
+            format!("{} ({})", self.tx_frames, fmt_bytes(self.tx_bytes)),
+        ));
+        rows.push((
+            "frames in",
+            format!("{} ({})", self.rx_frames, fmt_bytes(self.rx_bytes)),
+        ));
+        rows.push(("re-sent", self.resent.to_string()));
+        rows.push((
+            "lost",
+            format!(
+                "{} (on resume {}, gaps from the hub {}; unconfirmed {})",
+                self.lost(),
+                self.lost_on_resume,
+                self.rx_gaps,
+                self.unconfirmed
+            ),
+        ));
+        rows.push((
+            "tail drops",
+            format!(
+                "{} (evicted {}, too large {}, not taken by the TAP {})",
+                self.tail_drops, self.evicted, self.oversize, self.tap_write_errors
+            ),
+        ));
+        rows.push((
+            "reconnects",
+            format!(
+                "{} (resumed {}, new sessions {}, keep-alive timeouts {})",
+                self.reconnects, self.resumes, self.new_sessions, self.link_deaths
+            ),
+        ));
+        if let Some(i) = &self.icmp {
+            rows.push((
+                "icmp keep-alive",
+                format!(
+                    "{} echo requests, {} replies, {} ARP requests",
+                    i.echo_requests, i.echo_replies, i.arp_requests
+                ),
+            ));
+        }
+        rows.push((
+            "uptime",
+            format!(
+                "{}{}",
+                fmt_duration(Duration::from_secs(self.uptime_s)),
+                self.connected_for_s
+                    .map(|c| format!(
+                        " (this connection {})",
+                        fmt_duration(Duration::from_secs(c))
+                    ))
+                    .unwrap_or_default()
+            ),
+        ));
+        let mut out = String::new();
+        for (k, v) in rows {
+            if k.is_empty() && v.is_empty() {
+                continue;
+            }
+            let _ = writeln!(out, "{k:>16}  {v}");
+        }
+        out
+    }
+
+    /// Writes the file atomically (a temporary file renamed over it), so a
+    /// reader never sees half of it.
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension(format!("json.tmp{}", self.pid));
+        let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        std::fs::write(&tmp, json)?;
+        std::fs::rename(&tmp, path)
+    }
+
+    pub fn read(path: &Path) -> Result<Status, String> {
+        let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+/// Whether process `pid` is alive.
+pub fn pid_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// The status files `vnic status` shows: the one given, the one of `tap`,
+/// or every `*.json` in `dir`.
+pub fn find(dir: &Path, tap: Option<&str>, file: Option<&Path>) -> Vec<PathBuf> {
+    if let Some(f) = file {
+        return vec![f.to_path_buf()];
+    }
+    if let Some(t) = tap {
+        return vec![dir.join(format!("{t}.json"))];
+    }
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "json"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/vnic0.json");
+        let s = Status {
+            pid: std::process::id(),
+            tap: "vnic0".into(),
+            hub: "https://h:8443/A".into(),
+            relay: "direct".into(),
+            state: "connected".into(),
+            session: Some("0f1e2d3c".into()),
+            rtt_ms: Some(0.42),
+            tx_frames: 10,
+            tx_bytes: 1500,
+            lost_on_resume: 1,
+            rx_gaps: 2,
+            uptime_s: 65,
+            ..Status::default()
+        };
+        s.write(&path).unwrap();
+        let back = Status::read(&path).unwrap();
+        assert_eq!(back, s);
+        assert_eq!(back.lost(), 3);
+        let t = back.table(true);
+        assert!(t.contains("state  connected"), "{t}");
+        assert!(t.contains("rtt  0.4 ms"), "{t}");
+        assert!(t.contains("frames out  10 (1.5 KiB)"), "{t}");
+        assert!(
+            t.contains("lost  3 (on resume 1, gaps from the hub 2"),
+            "{t}"
+        );
+        assert!(back.table(false).contains("not running"));
+        let l = back.line();
+        assert!(
+            l.contains("session 0f1e2d3c") && l.contains("up 1m 05s"),
+            "{l}"
+        );
+        assert_eq!(
+            find(&dir.path().join("sub"), None, None),
+            vec![path.clone()]
+        );
+        assert!(pid_alive(std::process::id()));
+    }
+}

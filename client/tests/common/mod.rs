@@ -1,0 +1,737 @@
+//! Shared setup of the end-to-end tests of `vnic`: network namespaces with
+//! veth pairs to the root namespace, a real `vhub` in the root namespace,
+//! real `vnic` processes inside the namespaces, and the kernel's own tools
+//! (`ping`, `iperf3`, `ss`, `nft`).
+//!
+//! Everything a test creates is removed when its guard is dropped
+//! (namespaces, veths, processes — killed by the PID this code started,
+//! never by name). Waiting is always "until a condition holds, or a
+//! generous deadline passes"; nothing asserts on speed.
+//!
+//! Topology of a test with index `id` (distinct per test, so tests never
+//! share addresses or names):
+//!
+//! ```text
+//!   root namespace: vhub on 0.0.0.0:PORT
+//!     vh<id>a ── 10.<200+id>.1.1/24 ──veth── 10.<200+id>.1.2/24 ── vh<id>a-p   (namespace vh-<test>-a)
+//!     vh<id>b ── 10.<200+id>.2.1/24 ──veth── 10.<200+id>.2.2/24 ── vh<id>b-p   (namespace vh-<test>-b)
+//!     …
+//! ```
+//!
+//! Namespace tests take a file lock, so that only one runs at a time
+//! across all test binaries: they are heavy (debug builds, iperf3) on a
+//! small machine, and timing-sensitive ones must not starve.
+
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// True when root; otherwise prints why the test is skipped.
+pub fn require_root(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        eprintln!("SKIP {test}: needs root (creates network namespaces and TAP devices)");
+    }
+    root
+}
+
+/// Fails the test (as root, CI installs everything) if a tool is missing.
+pub fn require_tool(name: &str, package: &str) {
+    let found = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+        .iter()
+        .any(|d| Path::new(d).join(name).exists());
+    assert!(
+        found,
+        "{name} is missing: install the Debian package {package}"
+    );
+}
+
+/// Serializes namespace tests across test binaries (see the module docs).
+pub struct TestLock(File);
+
+impl TestLock {
+    pub fn take() -> TestLock {
+        let path = std::env::temp_dir().join("vnic-netns-tests.lock");
+        let f = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .expect("lock file");
+        // SAFETY: flock on a descriptor we own; blocks until the lock is ours.
+        let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+        assert_eq!(r, 0, "flock {}", path.display());
+        TestLock(f)
+    }
+}
+
+/// Polls `cond` every 50 ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs a command to completion; panics with its output if it fails.
+pub fn run(args: &[&str]) -> Output {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs a command; returns its output whatever the exit status.
+pub fn run_any(args: &[&str]) -> Output {
+    Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+// ---------------------------------------------------------------------------
+// Namespaces
+
+/// One namespace with a veth pair to the root namespace.
+pub struct Ns {
+    pub name: String,
+    /// The root namespace's end of the veth pair.
+    pub host_if: String,
+    /// The namespace's end.
+    pub ns_if: String,
+    /// Root side address (where the namespace reaches the hub).
+    pub host_ip: Ipv4Addr,
+    pub ns_ip: Ipv4Addr,
+}
+
+impl Ns {
+    /// Creates namespace `vh-<test>-<tag>` with a veth pair; `id` and
+    /// `k` choose the addresses `10.<200+id>.<k>.{1,2}/24`.
+    pub fn new(test: &str, tag: char, id: u8, k: u8) -> Ns {
+        let name = format!("vh-{test}-{tag}");
+        let host_if = format!("vh{id}{tag}");
+        let ns_if = format!("vh{id}{tag}-p");
+        // Leftovers of a crashed run.
+        let _ = run_any(&["ip", "netns", "del", &name]);
+        let _ = run_any(&["ip", "link", "del", &host_if]);
+        let host_ip = Ipv4Addr::new(10, 200 + id, k, 1);
+        let ns_ip = Ipv4Addr::new(10, 200 + id, k, 2);
+        run(&["ip", "netns", "add", &name]);
+        let ns = Ns {
+            name,
+            host_if,
+            ns_if,
+            host_ip,
+            ns_ip,
+        };
+        run(&[
+            "ip",
+            "link",
+            "add",
+            &ns.host_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &ns.ns_if,
+        ]);
+        run(&["ip", "link", "set", &ns.ns_if, "netns", &ns.name]);
+        run(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{host_ip}/24"),
+            "dev",
+            &ns.host_if,
+        ]);
+        run(&["ip", "link", "set", &ns.host_if, "up"]);
+        ns.exec_ok(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{ns_ip}/24"),
+            "dev",
+            &ns.ns_if,
+        ]);
+        ns.exec_ok(&["ip", "link", "set", &ns.ns_if, "up"]);
+        ns.exec_ok(&["ip", "link", "set", "lo", "up"]);
+        // No IPv6 chatter (router solicitations, MLD) on the TAP devices.
+        ns.exec_ok(&["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"]);
+        ns.exec_ok(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
+        ns
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name]).args(args);
+        c
+    }
+
+    /// Runs a command inside the namespace; returns its output.
+    pub fn exec(&self, args: &[&str]) -> Output {
+        self.cmd(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{args:?} in {}: {e}", self.name))
+    }
+
+    /// Runs a command inside the namespace; panics if it fails.
+    pub fn exec_ok(&self, args: &[&str]) -> Output {
+        let out = self.exec(args);
+        assert!(
+            out.status.success(),
+            "{args:?} in {} failed: {}{}",
+            self.name,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// Starts a process inside the namespace (`ip netns exec` execs it, so
+    /// the PID is the process itself), output to `log`.
+    pub fn spawn(&self, label: &str, args: &[&str], log: &Path) -> Proc {
+        let f = File::create(log).unwrap();
+        let child = self
+            .cmd(args)
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().unwrap())
+            .stderr(f)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{args:?} in {}: {e}", self.name));
+        Proc::new(label, child, log)
+    }
+
+    /// Receive counters (packets) of an interface in the namespace.
+    pub fn rx_packets(&self, dev: &str) -> u64 {
+        let out = self.exec_ok(&[
+            "cat",
+            &format!("/sys/class/net/{dev}/statistics/rx_packets"),
+        ]);
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    }
+
+    /// Takes the namespace's end of the veth down or up.
+    pub fn link(&self, up: bool) {
+        self.exec_ok(&[
+            "ip",
+            "link",
+            "set",
+            &self.ns_if,
+            if up { "up" } else { "down" },
+        ]);
+    }
+}
+
+impl Drop for Ns {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes its veth end, and with it the pair.
+        let _ = run_any(&["ip", "netns", "del", &self.name]);
+        let _ = run_any(&["ip", "link", "del", &self.host_if]);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Processes
+
+/// A process this test started; killed (by its PID) when dropped.
+pub struct Proc {
+    pub label: String,
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn new(label: &str, child: Child, log: &Path) -> Proc {
+        Proc {
+            label: label.to_owned(),
+            child: Some(child),
+            log: log.to_owned(),
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
+    }
+
+    pub fn signal(&self, sig: i32) {
+        if self.child.is_some() {
+            // SAFETY: kill(2) on the PID of a child we started and have not reaped.
+            unsafe { libc::kill(self.pid(), sig) };
+        }
+    }
+
+    /// The exit status if the process has ended.
+    pub fn try_exit(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut()?.try_wait().ok().flatten()
+    }
+
+    /// Waits up to `timeout` for the process to end by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let mut status = None;
+        wait_until(timeout, || {
+            status = self.try_exit();
+            status.is_some()
+        });
+        status
+    }
+
+    /// SIGTERM, then SIGKILL if it does not end within a few seconds.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        if let Some(s) = self.try_exit() {
+            return Some(s);
+        }
+        self.signal(libc::SIGTERM);
+        if let Some(s) = self.wait_exit(Duration::from_secs(5)) {
+            return Some(s);
+        }
+        self.kill();
+        None
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.signal(libc::SIGTERM);
+            if self.wait_exit(Duration::from_secs(3)).is_none() {
+                self.kill();
+            }
+            if std::thread::panicking() {
+                eprintln!(
+                    "----- {} ({}) -----\n{}",
+                    self.label,
+                    self.log.display(),
+                    self.output()
+                );
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Binaries
+
+pub fn vnic_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_vnic"))
+}
+
+/// `vhub`, next to `vnic` in the same target directory; built if missing.
+pub fn vhub_bin() -> PathBuf {
+    let vnic = vnic_bin();
+    let dir = vnic.parent().unwrap();
+    let hub = dir.join("vhub");
+    if !hub.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let target_dir = dir.parent().unwrap();
+        let status = Command::new(cargo)
+            .args(["build", "-p", "hub"])
+            .env("CARGO_TARGET_DIR", target_dir)
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+            .status()
+            .expect("cargo build -p hub");
+        assert!(status.success(), "cargo build -p hub failed");
+    }
+    assert!(hub.exists(), "no vhub at {}", hub.display());
+    hub
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("0.0.0.0:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+// ---------------------------------------------------------------------------
+// The hub
+
+pub const PASSWORD: &str = "correct horse";
+
+/// A `vhub` in the root namespace with two virtual hubs: DEFAULT (user
+/// alice) and OTHER (user bob), both with password [`PASSWORD`];
+/// keep-alive 1 s, timeout 3 s.
+pub struct Hub {
+    pub dir: PathBuf,
+    pub port: u16,
+    pub metrics_port: u16,
+    pub cert_dir: PathBuf,
+    pub proc: Option<Proc>,
+    config: PathBuf,
+    starts: u32,
+}
+
+impl Hub {
+    /// Writes the config and users into `dir`, starts the hub.
+    pub fn start(dir: &Path, cert_dir: &Path) -> Hub {
+        Self::start_on(dir, cert_dir, free_port())
+    }
+
+    pub fn start_on(dir: &Path, cert_dir: &Path, port: u16) -> Hub {
+        let metrics_port = free_port();
+        let config = dir.join(format!("hub-{port}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                r#"listen = "0.0.0.0:{port}"
+metrics_listen = "127.0.0.1:{metrics_port}"
+admin_listen = "off"
+cert_dir = "{cert}"
+shards = 1
+
+[session]
+keepalive = "1s"
+timeout = "3s"
+
+[[hub]]
+name = "DEFAULT"
+
+[[hub]]
+name = "OTHER"
+"#,
+                cert = cert_dir.display()
+            ),
+        )
+        .unwrap();
+        let pw = dir.join("hub-password");
+        std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
+        let vhub = vhub_bin();
+        for (user, hub) in [("alice", "DEFAULT"), ("bob", "OTHER")] {
+            let out = Command::new(&vhub)
+                .arg("--config")
+                .arg(&config)
+                .args([
+                    "user",
+                    "add",
+                    user,
+                    "--hub",
+                    hub,
+                    "--replace",
+                    "--password-file",
+                ])
+                .arg(&pw)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "vhub user add: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let mut h = Hub {
+            dir: dir.to_owned(),
+            port,
+            metrics_port,
+            cert_dir: cert_dir.to_owned(),
+            proc: None,
+            config,
+            starts: 0,
+        };
+        h.launch();
+        h
+    }
+
+    fn launch(&mut self) {
+        self.starts += 1;
+        let log = self
+            .dir
+            .join(format!("vhub-{}-{}.log", self.port, self.starts));
+        let f = File::create(&log).unwrap();
+        let child = Command::new(vhub_bin())
+            .arg("--config")
+            .arg(&self.config)
+            .env("VHUB_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().unwrap())
+            .stderr(f)
+            .spawn()
+            .expect("start vhub");
+        self.proc = Some(Proc::new("vhub", child, &log));
+        let port = self.port;
+        let up = wait_until(Duration::from_secs(20), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok() && self.metrics().is_some()
+        });
+        assert!(up, "vhub did not start:\n{}", self.log());
+    }
+
+    /// Kills the hub without warning (SIGKILL), like a crash.
+    pub fn crash(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.kill();
+        }
+    }
+
+    /// Starts the hub again with the same config, certificate and port.
+    pub fn restart(&mut self) {
+        self.crash();
+        self.launch();
+    }
+
+    pub fn log(&self) -> String {
+        self.proc.as_ref().map(|p| p.output()).unwrap_or_default()
+    }
+
+    /// The hub's certificate fingerprint (`sha256:…`), from `vhub cert info`.
+    pub fn fingerprint(&self) -> String {
+        let out = Command::new(vhub_bin())
+            .arg("--config")
+            .arg(&self.config)
+            .args(["cert", "info"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.split_whitespace()
+            .find(|w| w.starts_with("sha256:"))
+            .unwrap_or_else(|| panic!("no fingerprint in: {text}"))
+            .to_owned()
+    }
+
+    /// The metrics text, if the listener answers.
+    pub fn metrics(&self) -> Option<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.metrics_port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .ok()?;
+        let mut body = String::new();
+        s.read_to_string(&mut body).ok()?;
+        body.contains("200 OK").then_some(body)
+    }
+
+    /// One sample of the metrics, e.g. `vhub_resumes_total` or
+    /// `vhub_handshakes_total{result="auth_failed"}` (0 if absent).
+    pub fn metric(&self, name: &str) -> f64 {
+        let text = self.metrics().unwrap_or_default();
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .find_map(|l| {
+                let (k, v) = l.rsplit_once(' ')?;
+                (k == name).then(|| v.parse().ok())?
+            })
+            .unwrap_or(0.0)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// vnic
+
+/// A running `vnic connect` in a namespace, with its status file.
+pub struct Vnic {
+    pub proc: Proc,
+    pub status_file: PathBuf,
+    pub tap: String,
+}
+
+/// What `vnic connect` needs besides its extra flags.
+pub struct VnicOpts<'a> {
+    pub hub_ip: Ipv4Addr,
+    pub port: u16,
+    pub hub: &'a str,
+    pub user: &'a str,
+    pub password_file: &'a Path,
+    pub tap: &'a str,
+    pub ip: Option<&'a str>,
+    pub dir: &'a Path,
+    pub extra: Vec<String>,
+}
+
+impl Vnic {
+    pub fn start(ns: &Ns, o: VnicOpts<'_>) -> Vnic {
+        let status_file = o.dir.join(format!("{}-{}.json", ns.name, o.tap));
+        let _ = std::fs::remove_file(&status_file);
+        let known = o.dir.join(format!("known_hubs-{}", ns.name));
+        let url = format!("https://{}:{}/{}", o.hub_ip, o.port, o.hub);
+        let vnic = vnic_bin();
+        let mut args: Vec<String> = vec![
+            vnic.display().to_string(),
+            "connect".into(),
+            url,
+            "--user".into(),
+            o.user.into(),
+            "--password-file".into(),
+            o.password_file.display().to_string(),
+            "--tap".into(),
+            o.tap.into(),
+            "--keepalive".into(),
+            "1s".into(),
+            "--timeout".into(),
+            "3s".into(),
+            "--max-backoff".into(),
+            "2s".into(),
+            "--status-file".into(),
+            status_file.display().to_string(),
+        ];
+        if !o
+            .extra
+            .iter()
+            .any(|a| a == "--pin" || a == "--insecure" || a == "--known-hubs")
+        {
+            args.push("--known-hubs".into());
+            args.push(known.display().to_string());
+        }
+        if let Some(ip) = o.ip {
+            args.push("--ip".into());
+            args.push(ip.into());
+        }
+        args.extend(o.extra);
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let log = o.dir.join(format!("vnic-{}-{}.log", ns.name, o.tap));
+        let proc = ns.spawn(&format!("vnic in {}", ns.name), &argv, &log);
+        Vnic {
+            proc,
+            status_file,
+            tap: o.tap.to_owned(),
+        }
+    }
+
+    /// The status file as JSON (None until the first write).
+    pub fn status(&self) -> Option<serde_json::Value> {
+        let text = std::fs::read(&self.status_file).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
+    pub fn counter(&self, key: &str) -> u64 {
+        self.status()
+            .and_then(|s| s.get(key).and_then(|v| v.as_u64()))
+            .unwrap_or(0)
+    }
+
+    pub fn state(&self) -> String {
+        self.status()
+            .and_then(|s| s.get("state").and_then(|v| v.as_str().map(str::to_owned)))
+            .unwrap_or_default()
+    }
+
+    /// Waits until the client says it is connected.
+    pub fn wait_connected(&self, timeout: Duration) {
+        let ok = wait_until(timeout, || self.state() == "connected");
+        assert!(
+            ok,
+            "{} did not connect:\n{}",
+            self.proc.label,
+            self.proc.output()
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// ping and iperf3
+
+/// What `ping -D` said.
+#[derive(Debug, Default)]
+pub struct PingReport {
+    pub transmitted: u64,
+    pub received: u64,
+    /// Arrival time (Unix seconds) and icmp_seq of every reply, in order.
+    pub replies: Vec<(f64, u64)>,
+    /// min/avg/max RTT in ms.
+    pub rtt: Option<(f64, f64, f64)>,
+}
+
+pub fn parse_ping(text: &str) -> PingReport {
+    let mut r = PingReport::default();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix('[') {
+            // [1700000000.123456] 64 bytes from …: icmp_seq=3 ttl=64 time=0.5 ms
+            let (ts, tail) = rest.split_once(']').unwrap_or(("", ""));
+            let seq = tail
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("icmp_seq="))
+                .and_then(|s| s.parse().ok());
+            if let (Ok(ts), Some(seq)) = (ts.parse::<f64>(), seq) {
+                if tail.contains("bytes from") {
+                    r.replies.push((ts, seq));
+                }
+            }
+        } else if line.contains("packets transmitted") {
+            let nums: Vec<u64> = line
+                .split(',')
+                .filter_map(|p| p.split_whitespace().next()?.parse().ok())
+                .collect();
+            if nums.len() >= 2 {
+                r.transmitted = nums[0];
+                r.received = nums[1];
+            }
+        } else if let Some(v) = line.split(" = ").nth(1).filter(|_| line.starts_with("rtt")) {
+            let parts: Vec<f64> = v
+                .trim_end_matches(" ms")
+                .split('/')
+                .filter_map(|p| p.parse().ok())
+                .collect();
+            if parts.len() >= 3 {
+                r.rtt = Some((parts[0], parts[1], parts[2]));
+            }
+        }
+    }
+    r
+}
+
+/// Now as Unix seconds (to compare with `ping -D` timestamps).
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// Pings `target` from `ns` until one reply comes back (ARP through the
+/// hub may take a moment the first time).
+pub fn ping_works(ns: &Ns, target: &str, timeout: Duration) -> bool {
+    wait_until(timeout, || {
+        ns.exec(&["ping", "-c", "1", "-W", "1", target])
+            .status
+            .success()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ping_output_is_understood() {
+        let text = "PING 10.77.0.12 (10.77.0.12) 56(84) bytes of data.\n\
+            [1700000000.100000] 64 bytes from 10.77.0.12: icmp_seq=1 ttl=64 time=0.9 ms\n\
+            [1700000000.150000] 64 bytes from 10.77.0.12: icmp_seq=2 ttl=64 time=1.1 ms\n\
+            \n--- 10.77.0.12 ping statistics ---\n\
+            3 packets transmitted, 2 received, 33.3333% packet loss, time 101ms\n\
+            rtt min/avg/max/mdev = 0.900/1.000/1.100/0.100 ms\n";
+        let r = parse_ping(text);
+        assert_eq!((r.transmitted, r.received), (3, 2));
+        assert_eq!(r.replies, vec![(1700000000.1, 1), (1700000000.15, 2)]);
+        assert_eq!(r.rtt, Some((0.9, 1.0, 1.1)));
+    }
+}
