@@ -97,10 +97,3 @@ pub fn reuseport_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener>
     s.listen(1024)?;
     Ok(s.into())
 }
-
-/// Socket options for an accepted connection.
-pub fn tune_stream(s: &std::net::TcpStream) {
-    let _ = s.set_nodelay(true);
-    let sock = socket2::SockRef::from(s);
-    let _ = sock.set_keepalive(true);
-}

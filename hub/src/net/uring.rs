@@ -91,6 +91,8 @@ impl Backend for Uring {
 
     async fn accept(l: &Listener) -> io::Result<(Stream, SocketAddr)> {
         let (s, a) = l.0.accept().await?;
+        // Frames are latency-sensitive and already batched by us: no Nagle.
+        let _ = s.set_nodelay(true);
         Ok((Stream(s), a))
     }
 

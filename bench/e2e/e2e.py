@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""End-to-end benchmark: two vnic clients in two network namespaces joined
+through a vhub in a third, with the kernel's ping and iperf3 between the two
+TAP addresses — and, in the same run, the bare routed veth path between the
+same namespaces (no VPN) as the baseline.
+
+    sudo bench/e2e/e2e.py [--seconds 5] [--json FILE] [--no-build] [--io-backend auto]
+
+Builds release binaries (unless --no-build), creates namespaces e2e-h, e2e-a,
+e2e-b, runs everything, prints a table (and JSON), and removes what it made.
+Only the processes it started are stopped.
+"""
+import argparse, json, os, re, signal, subprocess, sys, tempfile, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+NS = {"h": "e2e-h", "a": "e2e-a", "b": "e2e-b"}
+PORT = 8443
+procs = []
+
+
+def sh(cmd, check=True, capture=False, ns=None, timeout=None):
+    if ns:
+        cmd = ["ip", "netns", "exec", ns] + cmd
+    r = subprocess.run(cmd, check=False, capture_output=capture, text=True, timeout=timeout)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr if capture else ''}")
+    return r
+
+
+def spawn(cmd, ns=None, log=None):
+    if ns:
+        cmd = ["ip", "netns", "exec", ns] + cmd
+    p = subprocess.Popen(cmd, stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    procs.append(p)
+    return p
+
+
+def cleanup():
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    for ns in NS.values():
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def setup_net():
+    cleanup()
+    for ns in NS.values():
+        sh(["ip", "netns", "add", ns])
+        sh(["ip", "link", "set", "lo", "up"], ns=ns)
+    for side, net in (("a", 1), ("b", 2)):
+        hv, cv = f"e2e-h{side}", f"e2e-{side}h"
+        sh(["ip", "link", "add", hv, "type", "veth", "peer", "name", cv])
+        sh(["ip", "link", "set", hv, "netns", NS["h"]])
+        sh(["ip", "link", "set", cv, "netns", NS[side]])
+        sh(["ip", "addr", "add", f"10.99.{net}.1/24", "dev", hv], ns=NS["h"])
+        sh(["ip", "link", "set", hv, "up"], ns=NS["h"])
+        sh(["ip", "addr", "add", f"10.99.{net}.2/24", "dev", cv], ns=NS[side])
+        sh(["ip", "link", "set", cv, "up"], ns=NS[side])
+        other = 2 if net == 1 else 1
+        # The bare path: routed through the hub's namespace, no VPN.
+        sh(["ip", "route", "add", f"10.99.{other}.0/24", "via", f"10.99.{net}.1"], ns=NS[side])
+    sh(["sysctl", "-qw", "net.ipv4.ip_forward=1"], ns=NS["h"])
+
+
+def wait_for(pred, what, timeout=20.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        if pred():
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+def ping(ns, dst, count=50, interval=0.02):
+    r = sh(["ping", "-q", "-c", str(count), "-i", str(interval), dst], ns=ns, capture=True, check=False, timeout=60)
+    m = re.search(r"= [\d.]+/([\d.]+)/", r.stdout)
+    loss = re.search(r"([\d.]+)% packet loss", r.stdout)
+    return {"rtt_avg_ms": float(m.group(1)) if m else None, "loss_percent": float(loss.group(1)) if loss else None}
+
+
+def iperf(client_ns, server_ns, server_ip, seconds, extra):
+    srv = spawn(["iperf3", "-s", "-1", "-B", server_ip], ns=server_ns)
+    time.sleep(0.5)
+    r = sh(["iperf3", "-c", server_ip, "-J", "-t", str(seconds)] + extra, ns=client_ns, capture=True, check=False, timeout=seconds + 30)
+    srv.wait(timeout=10)
+    try:
+        return json.loads(r.stdout)
+    except json.JSONDecodeError:
+        raise RuntimeError(f"iperf3 failed: {r.stdout[-500:]} {r.stderr[-500:]}")
+
+
+def measure(path, a_ip, b_ip, seconds):
+    res = {"path": path}
+    res.update(ping(NS["a"], b_ip))
+    j = iperf(NS["a"], NS["b"], b_ip, seconds, [])
+    res["tcp_1_gbit"] = j["end"]["sum_received"]["bits_per_second"] / 1e9
+    j = iperf(NS["a"], NS["b"], b_ip, seconds, ["-P", "4"])
+    res["tcp_4_gbit"] = j["end"]["sum_received"]["bits_per_second"] / 1e9
+    j = iperf(NS["a"], NS["b"], b_ip, seconds, ["-u", "-l", "64", "-b", "0"])
+    s = j["end"]["sum"]
+    secs = s.get("seconds") or seconds
+    res["udp64_sent_pps"] = s["packets"] / secs
+    res["udp64_delivered_pps"] = (s["packets"] - s["lost_packets"]) / secs
+    res["udp64_loss_percent"] = s["lost_percent"]
+    return res
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--debug", action="store_true", help="use debug binaries (CI smoke test)")
+    ap.add_argument("--io-backend", default="auto")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench/e2e/e2e.py needs root (network namespaces, TAP devices)")
+    profile = "debug" if args.debug else "release"
+    if not args.no_build:
+        cmd = ["cargo", "build", "-p", "hub", "-p", "client"] + ([] if args.debug else ["--release"])
+        subprocess.run(cmd, check=True, cwd=ROOT)
+    vhub = os.path.join(ROOT, "target", profile, "vhub")
+    vnic = os.path.join(ROOT, "target", profile, "vnic")
+    tmp = tempfile.mkdtemp(prefix="vhub-e2e-")
+    try:
+        setup_net()
+        results = [measure("bare routed veth (no VPN)", "10.99.1.2", "10.99.2.2", args.seconds)]
+        cfg = os.path.join(tmp, "vhub.toml")
+        with open(cfg, "w") as f:
+            f.write(f'listen = "0.0.0.0:{PORT}"\nmetrics_listen = "127.0.0.1:9750"\ncert_dir = "{tmp}/certs"\n'
+                    f'io_backend = "{args.io_backend}"\n[[hub]]\nname = "DEFAULT"\nanonymous = true\n')
+        # A certificate naming the hub's two addresses, so --ca verifies.
+        subprocess.run([vhub, "cert", "generate", "--cert-dir", f"{tmp}/certs", "--ip", "10.99.1.1",
+                        "--ip", "10.99.2.1"], check=True, capture_output=True)
+        hub_log = open(os.path.join(tmp, "hub.log"), "w")
+        spawn([vhub, "--config", cfg], ns=NS["h"], log=hub_log)
+        wait_for(lambda: os.path.exists(f"{tmp}/certs/ca.crt"), "the hub's certificate")
+        time.sleep(0.5)
+        for side, net, ip in (("a", 1, "10.77.0.1/24"), ("b", 2, "10.77.0.2/24")):
+            log = open(os.path.join(tmp, f"vnic-{side}.log"), "w")
+            spawn([vnic, "connect", f"https://10.99.{net}.1:{PORT}/DEFAULT", "--tap", "vnic0", "--ip", ip,
+                   "--ca", f"{tmp}/certs/ca.crt", "--status-file", f"{tmp}/status-{side}.json"], ns=NS[side], log=log)
+        wait_for(lambda: sh(["ping", "-c", "1", "-W", "1", "10.77.0.2"], ns=NS["a"], check=False, capture=True).returncode == 0,
+                 "ping through the hub", timeout=30)
+        results.append(measure("vhub (TLS, TAP, virtual hub)", "10.77.0.1", "10.77.0.2", args.seconds))
+    finally:
+        cleanup()
+    hdr = f"{'path':<32} {'TCP 1 stream':>14} {'TCP 4 streams':>14} {'ping avg':>10} {'64 B UDP delivered':>20} {'UDP loss':>9}"
+    print(hdr)
+    for r in results:
+        print(f"{r['path']:<32} {r['tcp_1_gbit']:>10.2f} Gb/s {r['tcp_4_gbit']:>10.2f} Gb/s {r['rtt_avg_ms'] or 0:>7.3f} ms "
+              f"{r['udp64_delivered_pps'] / 1000:>14.0f} k/s {r['udp64_loss_percent']:>8.1f}%")
+    if len(results) == 2 and results[0]["tcp_1_gbit"]:
+        print(f"vhub / bare veth, TCP 1 stream: {results[1]['tcp_1_gbit'] / results[0]['tcp_1_gbit']:.2f}")
+    report = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "seconds": args.seconds, "results": results}
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
