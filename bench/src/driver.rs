@@ -325,14 +325,14 @@ impl Conn {
                     })?;
                 self.plain_in.drain(..used);
             }
-            // 3. After the sending period: drain until quiet for 500 ms.
+            // 3. After the sending period: drain until quiet for a second.
             // An idle session (nothing to send) stays until the end too.
             if !sending && !warming && (now >= plan.until || !plan.dsts.is_empty()) {
                 if got > 0 {
                     drain_since = None;
                 } else {
                     let since = *drain_since.get_or_insert(Instant::now());
-                    if Instant::now() - since > Duration::from_millis(500) {
+                    if Instant::now() - since > Duration::from_millis(1000) {
                         break;
                     }
                 }

@@ -182,9 +182,12 @@ async fn run(
     let window = if args.window > 0 {
         args.window
     } else {
-        (65_536 / u64::from(n.max(1)))
-            .min((512 * 1024) / biggest)
-            .clamp(64, 2048)
+        // In a mesh every receiver hears from n-1 senders: share its buffer.
+        let fan_in = match args.pattern {
+            Pattern::Mesh => u64::from(n.saturating_sub(1).max(1)),
+            _ => 1,
+        };
+        ((65_536 / u64::from(n.max(1))).min((512 * 1024) / biggest) / fan_in).clamp(16, 2048)
     };
     let duration = Duration::from_secs_f64(args.duration);
     let cpu0 = hub_pid.and_then(proc_stat);
