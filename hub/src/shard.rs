@@ -284,17 +284,9 @@ impl<B: Backend> Shard<B> {
                     return None;
                 }
             }
-            let (res, b) = stream.read(std::mem::take(&mut buf)).await;
-            buf = b;
-            match res {
-                Ok(n) if n > 0 => {
-                    tls.feed(&buf);
-                    buf.clear();
-                }
-                _ => {
-                    ended(Handshake::TlsFailed);
-                    return None;
-                }
+            if !read_into(stream, &mut tls, &mut buf).await {
+                ended(Handshake::TlsFailed);
+                return None;
             }
         }
         // HTTP request head.
@@ -345,17 +337,9 @@ impl<B: Backend> Shard<B> {
                     return None;
                 }
             }
-            let (res, b) = stream.read(std::mem::take(&mut buf)).await;
-            buf = b;
-            match res {
-                Ok(n) if n > 0 => {
-                    tls.feed(&buf);
-                    buf.clear();
-                }
-                _ => {
-                    ended(Handshake::HttpError);
-                    return None;
-                }
+            if !read_into(stream, &mut tls, &mut buf).await {
+                ended(Handshake::HttpError);
+                return None;
             }
         }
     }
@@ -1175,6 +1159,21 @@ impl<B: Backend> Shard<B> {
                 }
             }
         }
+    }
+}
+
+/// Reads once from the socket into the TLS input; false at end of stream or
+/// on an error.
+async fn read_into<S: NetStream>(stream: &S, tls: &mut TlsConn, buf: &mut Vec<u8>) -> bool {
+    let (res, b) = stream.read(std::mem::take(buf)).await;
+    *buf = b;
+    match res {
+        Ok(n) if n > 0 => {
+            tls.feed(buf);
+            buf.clear();
+            true
+        }
+        _ => false,
     }
 }
 
