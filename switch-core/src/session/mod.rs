@@ -404,7 +404,11 @@ impl Session {
             used += msg.1;
             match msg.0 {
                 Message::Frames(frames) => {
-                    for (seq, frame) in (frames.first_seq()..).zip(frames.iter()) {
+                    // `first_seq + i` cannot overflow: the decoder checked
+                    // first_seq + count. (A `(first_seq..).zip(..)` would step
+                    // past u64::MAX once more and panic — found by fuzzing.)
+                    for (i, frame) in frames.iter().enumerate() {
+                        let seq = frames.first_seq() + i as u64;
                         if seq <= self.rx_last {
                             self.stats.rx_duplicates += 1;
                         } else {

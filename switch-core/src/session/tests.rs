@@ -541,3 +541,32 @@ fn idle_session_gives_its_buffer_back() {
     p.drive();
     assert_eq!(p.client.buffer_capacity(), 0);
 }
+
+#[test]
+fn sequence_numbers_up_to_u64_max_do_not_overflow() {
+    // Regression: fuzz/artifacts crash-21653f4e — a batch ending exactly at
+    // u64::MAX made the receive loop step past it and panic.
+    let now = t0();
+    let mut s = accepted(now, SessionConfig::default());
+    let mut msg = Vec::new();
+    let mut w = FramesWriter::begin(&mut msg, u64::MAX - 1);
+    w.push(&test_frame(1, 0, 60));
+    w.finish();
+    let mut got = 0;
+    s.handle_input(now, &msg, |_| got += 1).unwrap();
+    assert_eq!(got, 1);
+    assert_eq!(s.rx_last(), u64::MAX - 1);
+    // The exact input the fuzzer found, too.
+    let crash = include_bytes!("../../tests/regressions/session_input-crash-21653f4e");
+    let mut s = accepted(now, SessionConfig::default());
+    let mut buf = Vec::new();
+    for chunk in crash.chunks(97) {
+        buf.extend_from_slice(chunk);
+        match s.handle_input(now, &buf, |_| {}) {
+            Ok(used) => {
+                buf.drain(..used);
+            }
+            Err(_) => break,
+        }
+    }
+}
