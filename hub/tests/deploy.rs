@@ -1,0 +1,169 @@
+//! The deployment files under `deploy/` are checked by the tools that will
+//! read them: `systemd-analyze verify` for the units, `promtool` for the
+//! Prometheus config and rules, and the Grafana dashboard against the
+//! metrics a running hub really exports.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::start_hub;
+use vhub_bench::client::{frame, mac, TestClient, BROADCAST};
+
+fn deploy() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
+}
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Runs `systemd-analyze verify` on `unit` (copied into a temp dir as
+/// `name`, with the binaries' paths replaced); returns its stderr.
+fn verify_unit(unit: &str, name: &str, replace: &[(&str, &str)]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = std::fs::read_to_string(deploy().join("systemd").join(unit)).unwrap();
+    for (from, to) in replace {
+        text = text.replace(from, to);
+    }
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze runs");
+    assert!(
+        out.status.success(),
+        "systemd-analyze verify {unit} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn systemd_units_verify_without_warnings() {
+    assert!(
+        have("systemd-analyze"),
+        "systemd-analyze missing: apt-get install systemd"
+    );
+    // The tool must complain about a broken unit, or its silence means nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.service");
+    std::fs::write(
+        &bad,
+        "[Service]\nExecStrat=/bin/true\nExecStart=/bin/true\n",
+    )
+    .unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ExecStrat"),
+        "systemd-analyze does not report unknown keys here"
+    );
+
+    let vhub = env!("CARGO_BIN_EXE_vhub");
+    let warnings = verify_unit("vhub.service", "vhub.service", &[("/usr/bin/vhub", vhub)]);
+    assert!(warnings.trim().is_empty(), "vhub.service: {warnings}");
+    // vnic is another package's binary: any executable stands in for it.
+    let warnings = verify_unit(
+        "vnic@.service",
+        "vnic@office.service",
+        &[("/usr/bin/vnic", "/bin/true")],
+    );
+    assert!(warnings.trim().is_empty(), "vnic@.service: {warnings}");
+    for f in ["vhub.sysusers.conf", "vhub.tmpfiles.conf"] {
+        assert!(deploy().join("systemd").join(f).exists());
+    }
+}
+
+#[test]
+fn prometheus_config_and_rules_pass_promtool() {
+    assert!(
+        have("promtool"),
+        "promtool missing: apt-get install prometheus"
+    );
+    let dir = deploy().join("prometheus");
+    for args in [
+        &["check", "config", "prometheus.yml"][..],
+        &["check", "rules", "vhub-rules.yml"][..],
+    ] {
+        let out = Command::new("promtool")
+            .current_dir(&dir)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "promtool {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Metric names (vhub_… and process_…) used in a PromQL text.
+fn metric_names(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let rest = &text[i..];
+        if (rest.starts_with("vhub_") || rest.starts_with("process_"))
+            && (i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_'))
+        {
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            names.insert(rest[..end].to_owned());
+            i += end;
+        } else {
+            i += 1;
+        }
+    }
+    names
+}
+
+#[test]
+fn every_metric_in_the_dashboard_and_the_alerts_exists() {
+    let hub = start_hub(1, true, |_| {});
+    // Some traffic, so labelled series exist.
+    let mut a = TestClient::connect(hub.addr(), "DEFAULT", None).unwrap();
+    let mut b = TestClient::connect(hub.addr(), "DEFAULT", None).unwrap();
+    a.send(&frame(BROADCAST, mac(1), b"hello"));
+    a.pump().unwrap();
+    assert_eq!(b.recv_until(1, std::time::Duration::from_secs(5)), 1);
+    let exported: BTreeSet<String> = hub
+        .scrape()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| l.split(['{', ' ']).next().unwrap().to_owned())
+        .collect();
+
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(deploy().join("grafana/vhub-dashboard.json")).unwrap(),
+    )
+    .unwrap();
+    let mut used = BTreeSet::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for t in panel["targets"].as_array().unwrap() {
+            used.extend(metric_names(t["expr"].as_str().unwrap()));
+        }
+    }
+    assert!(used.len() >= 10, "the dashboard uses few metrics: {used:?}");
+    let rules = std::fs::read_to_string(deploy().join("prometheus/vhub-rules.yml")).unwrap();
+    used.extend(metric_names(&rules));
+    let missing: Vec<_> = used.iter().filter(|m| !exported.contains(*m)).collect();
+    assert!(
+        missing.is_empty(),
+        "named in deploy/ but not exported by the hub: {missing:?}\nexported: {exported:?}"
+    );
+}
