@@ -74,7 +74,7 @@ impl TestClient {
         opts: &TlsOptions,
     ) -> Result<Self, ClientError> {
         let ctx = tls::client_context(&Verify::Insecure, opts)?;
-        let session = Session::connect(
+        let mut session = Session::connect(
             now(),
             config,
             Connect {
@@ -87,6 +87,7 @@ impl TestClient {
             },
         );
         let (stream, tls) = Self::open(addr, &ctx)?;
+        session.reconnect(now()); // TCP and TLS are up
         let mut c = Self {
             addr,
             stream,

@@ -30,7 +30,6 @@ pub struct Counters {
     pub received: AtomicU64,
     pub received_bytes: AtomicU64,
     pub reordered: AtomicU64,
-    pub duplicates: AtomicU64,
     pub client_drops: AtomicU64,
     /// Frames received that were addressed to someone else (flooded).
     pub foreign: AtomicU64,
@@ -74,7 +73,7 @@ pub async fn connect(
     let mut tls = TlsConn::client(ctx, None)?;
     let mut buf = vec![0u8; 64 * 1024];
     tls_handshake(&mut stream, &mut tls, &mut buf).await?;
-    let session = Session::connect(
+    let mut session = Session::connect(
         Instant::now(),
         config,
         Connect {
@@ -83,6 +82,7 @@ pub async fn connect(
             credentials: creds.map(|(user, password)| Credentials { user, password }),
         },
     );
+    session.reconnect(Instant::now()); // TCP and TLS are up
     let mut c = Conn {
         stream,
         tls,
@@ -201,7 +201,7 @@ impl Conn {
         let me = &plan.all[plan.id as usize];
         let mut next_seq = vec![1u64; plan.dsts.len()];
         // Receiver state: next expected sequence number per sender id.
-        let mut expected: hashbrown_lite::Map = hashbrown_lite::Map::default();
+        let mut expected: seq_map::SeqMap = seq_map::SeqMap::default();
         let mut frame = Vec::with_capacity(2048);
         let mut di = 0usize;
         let mut si = 0usize;
@@ -347,10 +347,10 @@ impl Conn {
 
 /// A tiny map from sender id to next expected sequence number: a Vec for
 /// small ids (the common case), no hashing.
-mod hashbrown_lite {
+mod seq_map {
     #[derive(Default)]
-    pub struct Map(Vec<u64>);
-    impl Map {
+    pub struct SeqMap(Vec<u64>);
+    impl SeqMap {
         pub fn entry(&mut self, id: u32) -> &mut u64 {
             let i = id as usize;
             if self.0.len() <= i {

@@ -324,7 +324,7 @@ impl<T: TapIo> Bridge<T> {
             timeout: settings.timeout,
             ..SessionConfig::default()
         };
-        let mut s = Session::connect(
+        Session::connect(
             t,
             config,
             Connect {
@@ -332,9 +332,7 @@ impl<T: TapIo> Bridge<T> {
                 host: settings.url.host_port(),
                 credentials: settings.credentials.clone(),
             },
-        );
-        s.link_lost(t);
-        s
+        )
     }
 
     fn relay_label(&self) -> String {

@@ -72,7 +72,6 @@ counters!(Local {
     resumes,
     resend_frames,
     lost_on_resume,
-    evicted,
     protocol_errors,
     migrations,
     wakeups,

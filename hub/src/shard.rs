@@ -454,10 +454,10 @@ impl<B: Backend> Shard<B> {
         }
         // A new session: authenticate.
         let vhub = &self.sb.hubs[hub];
+        let realm = format!("WWW-Authenticate: Basic realm=\"vhub {}\"", vhub.name);
         let user = match &req.credentials {
             None if vhub.anonymous => String::new(),
             None => {
-                let realm = format!("WWW-Authenticate: Basic realm=\"vhub {}\"", vhub.name);
                 return self
                     .refuse(
                         stream,
@@ -479,7 +479,6 @@ impl<B: Backend> Shard<B> {
                 AuthResult::Ok => c.user.clone(),
                 _ => {
                     info!(%peer, hub = %vhub.name, user = %c.user, "authentication failed");
-                    let realm = format!("WWW-Authenticate: Basic realm=\"vhub {}\"", vhub.name);
                     return self
                         .refuse(
                             stream,
@@ -578,7 +577,7 @@ impl<B: Backend> Shard<B> {
     async fn attach_resumed(
         self: Rc<Self>,
         stream: B::Stream,
-        mut tls: TlsConn,
+        tls: TlsConn,
         req: UpgradeRequest,
         entry: SessionEntry,
         token: SessionToken,
@@ -646,7 +645,6 @@ impl<B: Backend> Shard<B> {
             }
             Some(Ok(())) => {
                 self.sb.metrics.handshake(Handshake::Resumed);
-                let _ = &mut tls;
                 if let Some(i) = tls.info() {
                     self.sb.metrics.suite(&i.version, &i.cipher);
                 }
@@ -900,11 +898,6 @@ impl<B: Backend> Shard<B> {
                 .is_some_and(|x| x.state() != State::Closed)
         {
             self.sb.metrics.detached_by_hub[s.hub].fetch_sub(1, Ordering::Relaxed);
-        }
-        if let Some(session) = &s.session {
-            let stats = session.stats();
-            st.counters.evicted += stats.evicted;
-            st.counters.drop_queue_full += 0; // tail drops were counted when they happened
         }
         if let Some(c) = s.conn {
             c.close();

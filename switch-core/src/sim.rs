@@ -47,7 +47,7 @@ pub struct Pair {
 impl Pair {
     /// A client and (once the handshake runs) a hub, with the given configs.
     pub fn new(now: Instant, client_config: SessionConfig, hub_config: SessionConfig) -> Self {
-        let client = Session::connect(
+        let mut client = Session::connect(
             now,
             client_config,
             Connect {
@@ -56,6 +56,7 @@ impl Pair {
                 credentials: None,
             },
         );
+        client.reconnect(now); // the link is up from the start
         Self {
             now,
             client,

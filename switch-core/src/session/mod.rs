@@ -1,7 +1,7 @@
 //! One end of a `vhub/1` session, as a state machine fed with bytes and time.
 //!
 //! ```text
-//!            client: new()                 hub: accept()
+//!      client: connect() + reconnect()     hub: accept()
 //!                 │                              │
 //!                 ▼        101 received          ▼
 //!           Handshaking ───────────────────► Established ◄──┐
@@ -306,12 +306,11 @@ impl Session {
         }
     }
 
-    /// A client session. The first [`poll_transmit`](Self::poll_transmit)
-    /// yields the upgrade request.
+    /// A client session with no link yet: it runs no timers and sends
+    /// nothing until [`reconnect`](Self::reconnect) says a link is up
+    /// (however long TCP, a relay and TLS take to get there).
     pub fn connect(now: Instant, config: SessionConfig, connect: Connect) -> Self {
-        let mut s = Self::new(Role::Client { connect }, State::Detached, now, config);
-        s.start_handshake(now);
-        s
+        Self::new(Role::Client { connect }, State::Detached, now, config)
     }
 
     /// A hub session for an upgrade request the hub has accepted
@@ -645,8 +644,9 @@ impl Session {
         }
     }
 
-    /// Client: start a handshake on a new connection — a resume if the
-    /// session has a token, a new session otherwise.
+    /// Client: a link is up (the first one, or a new one after a loss):
+    /// start the handshake — a resume if the session has a token, a new
+    /// session otherwise. The next `poll_transmit` yields the request.
     pub fn reconnect(&mut self, now: Instant) {
         if self.state == State::Detached {
             self.start_handshake(now);

@@ -9,6 +9,24 @@ fn t0() -> Instant {
     Instant::now()
 }
 
+/// A client session whose link just came up (handshake started).
+fn linked_client(now: Instant, hub: &str, host: &str, creds: Option<(&str, &str)>) -> Session {
+    let mut c = Session::connect(
+        now,
+        SessionConfig::default(),
+        Connect {
+            hub: hub.into(),
+            host: host.into(),
+            credentials: creds.map(|(u, p)| Credentials {
+                user: u.into(),
+                password: p.into(),
+            }),
+        },
+    );
+    c.reconnect(now);
+    c
+}
+
 /// A hub-side session as the hub creates it after an upgrade.
 fn accepted(now: Instant, config: SessionConfig) -> Session {
     Session::accept(
@@ -32,18 +50,7 @@ fn established() -> Pair {
 #[test]
 fn connect_emits_an_upgrade_request() {
     let now = t0();
-    let mut c = Session::connect(
-        now,
-        SessionConfig::default(),
-        Connect {
-            hub: "LAB".into(),
-            host: "h:1".into(),
-            credentials: Some(Credentials {
-                user: "u".into(),
-                password: "p".into(),
-            }),
-        },
-    );
+    let mut c = linked_client(now, "LAB", "h:1", Some(("u", "p")));
     assert_eq!(c.state(), State::Handshaking);
     let mut out = Vec::new();
     c.poll_transmit(now, &mut out, 1 << 16);
@@ -467,15 +474,7 @@ fn ping_flood_is_bounded() {
 
 fn client_answered(status: Status, code: &str) -> Session {
     let now = t0();
-    let mut c = Session::connect(
-        now,
-        SessionConfig::default(),
-        Connect {
-            hub: "X".into(),
-            host: "h".into(),
-            credentials: None,
-        },
-    );
+    let mut c = linked_client(now, "X", "h", None);
     let mut out = Vec::new();
     c.poll_transmit(now, &mut out, 1 << 16);
     let mut resp = Vec::new();
@@ -513,15 +512,7 @@ fn retryable_refusal_detaches_the_client() {
 #[test]
 fn handshake_times_out_without_an_answer() {
     let now = t0();
-    let mut c = Session::connect(
-        now,
-        SessionConfig::default(),
-        Connect {
-            hub: "X".into(),
-            host: "h".into(),
-            credentials: None,
-        },
-    );
+    let mut c = linked_client(now, "X", "h", None);
     c.handle_timeout(now + Duration::from_secs(15));
     assert_eq!(c.state(), State::Detached);
     assert_eq!(c.poll_event(), Some(Event::LinkDead));
@@ -569,4 +560,30 @@ fn sequence_numbers_up_to_u64_max_do_not_overflow() {
             Err(_) => break,
         }
     }
+}
+
+#[test]
+fn a_client_without_a_link_sends_nothing_and_never_times_out() {
+    // However long TCP, a relay and TLS take, the handshake timer starts
+    // only when `reconnect` says the link is up.
+    let now = t0();
+    let mut c = Session::connect(
+        now,
+        SessionConfig::default(),
+        Connect {
+            hub: "X".into(),
+            host: "h".into(),
+            credentials: None,
+        },
+    );
+    assert_eq!(c.state(), State::Detached);
+    assert_eq!(c.poll_timeout(), None);
+    c.handle_timeout(now + Duration::from_secs(60));
+    assert_eq!(c.poll_event(), None);
+    let mut out = Vec::new();
+    assert_eq!(c.poll_transmit(now, &mut out, 1 << 16), 0);
+    let later = now + Duration::from_secs(60);
+    c.reconnect(later);
+    assert_eq!(c.state(), State::Handshaking);
+    assert_eq!(c.poll_timeout(), Some(later + Duration::from_secs(15)));
 }
