@@ -116,6 +116,18 @@ pub enum RelayError {
 }
 
 impl RelayError {
+    /// For `map_err`: an I/O error on the relay hop `hop` while doing `during`.
+    pub(crate) fn handshake_io<'a>(
+        hop: &'a str,
+        during: &'static str,
+    ) -> impl FnOnce(io::Error) -> RelayError + 'a {
+        move |error| RelayError::Handshake {
+            hop: hop.to_owned(),
+            during,
+            error,
+        }
+    }
+
     /// Whether the relay refused our credentials (or demanded some we do not
     /// have): HTTP 407, SOCKS authentication rejected or no acceptable
     /// method, ssh "Permission denied". Retrying with the same settings fails

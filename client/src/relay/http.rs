@@ -33,22 +33,18 @@ pub(crate) async fn handshake<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let io_error = |during| {
-        move |error| RelayError::Handshake {
-            hop: proxy.to_owned(),
-            during,
-            error,
-        }
-    };
     let request = connect_request(target, auth);
     stream
         .write_all(request.as_bytes())
         .await
-        .map_err(io_error("while sending the CONNECT request"))?;
-    stream
-        .flush()
-        .await
-        .map_err(io_error("while sending the CONNECT request"))?;
+        .map_err(RelayError::handshake_io(
+            proxy,
+            "while sending the CONNECT request",
+        ))?;
+    stream.flush().await.map_err(RelayError::handshake_io(
+        proxy,
+        "while sending the CONNECT request",
+    ))?;
 
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
@@ -75,9 +71,12 @@ where
         let n = stream
             .read(&mut chunk[..want])
             .await
-            .map_err(io_error("while reading the CONNECT response"))?;
+            .map_err(RelayError::handshake_io(
+                proxy,
+                "while reading the CONNECT response",
+            ))?;
         if n == 0 {
-            return Err(io_error("before answering CONNECT")(
+            return Err(RelayError::handshake_io(proxy, "before answering CONNECT")(
                 io::ErrorKind::UnexpectedEof.into(),
             ));
         }

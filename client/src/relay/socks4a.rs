@@ -25,24 +25,23 @@ pub(crate) async fn handshake<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let io_error = |during| {
-        move |error| RelayError::Handshake {
-            hop: proxy.to_owned(),
-            during,
-            error,
-        }
-    };
     const SEND: &str = "while sending the SOCKS4a CONNECT request";
     stream
         .write_all(&connect_request(target, user))
         .await
-        .map_err(io_error(SEND))?;
-    stream.flush().await.map_err(io_error(SEND))?;
+        .map_err(RelayError::handshake_io(proxy, SEND))?;
+    stream
+        .flush()
+        .await
+        .map_err(RelayError::handshake_io(proxy, SEND))?;
     let mut reply = [0u8; 8];
     stream
         .read_exact(&mut reply)
         .await
-        .map_err(io_error("while reading the SOCKS4a reply"))?;
+        .map_err(RelayError::handshake_io(
+            proxy,
+            "while reading the SOCKS4a reply",
+        ))?;
     // The reply version is 0 by the protocol; some servers echo 4.
     if reply[0] != 0 && reply[0] != 4 {
         return Err(RelayError::SocksProtocol {

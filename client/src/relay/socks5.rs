@@ -37,13 +37,6 @@ pub(crate) async fn handshake<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let io_error = |during| {
-        move |error| RelayError::Handshake {
-            hop: proxy.to_owned(),
-            during,
-            error,
-        }
-    };
     let protocol = |problem: String| RelayError::SocksProtocol {
         proxy: proxy.to_owned(),
         problem,
@@ -52,12 +45,12 @@ where
     const GREETING: &str = "during the SOCKS5 greeting";
     send(stream, &greeting(auth.is_some()))
         .await
-        .map_err(io_error(GREETING))?;
+        .map_err(RelayError::handshake_io(proxy, GREETING))?;
     let mut choice = [0u8; 2];
     stream
         .read_exact(&mut choice)
         .await
-        .map_err(io_error(GREETING))?;
+        .map_err(RelayError::handshake_io(proxy, GREETING))?;
     if choice[0] != VERSION {
         return Err(protocol(format!(
             "answered the greeting with version {:#04x}, not 0x05 (is this a SOCKS5 server?)",
@@ -70,12 +63,12 @@ where
             const AUTH: &str = "during SOCKS5 user/password authentication";
             send(stream, &auth_request(user, pass))
                 .await
-                .map_err(io_error(AUTH))?;
+                .map_err(RelayError::handshake_io(proxy, AUTH))?;
             let mut status = [0u8; 2];
             stream
                 .read_exact(&mut status)
                 .await
-                .map_err(io_error(AUTH))?;
+                .map_err(RelayError::handshake_io(proxy, AUTH))?;
             // RFC 1929 says the first byte is 0x01; some servers send 0x05.
             // Only the status matters.
             if status[1] != 0x00 {
@@ -101,12 +94,15 @@ where
     const REQUEST: &str = "while reading the SOCKS5 reply to CONNECT";
     send(stream, &connect_request(target))
         .await
-        .map_err(io_error("while sending the SOCKS5 CONNECT request"))?;
+        .map_err(RelayError::handshake_io(
+            proxy,
+            "while sending the SOCKS5 CONNECT request",
+        ))?;
     let mut reply = [0u8; 4];
     stream
         .read_exact(&mut reply)
         .await
-        .map_err(io_error(REQUEST))?;
+        .map_err(RelayError::handshake_io(proxy, REQUEST))?;
     if reply[0] != VERSION {
         return Err(protocol(format!(
             "replied with version {:#04x}, not 0x05",
@@ -129,7 +125,7 @@ where
             stream
                 .read_exact(&mut len)
                 .await
-                .map_err(io_error(REQUEST))?;
+                .map_err(RelayError::handshake_io(proxy, REQUEST))?;
             usize::from(len[0])
         }
         other => {
@@ -142,7 +138,7 @@ where
     stream
         .read_exact(&mut bound[..addr_len + 2])
         .await
-        .map_err(io_error(REQUEST))?;
+        .map_err(RelayError::handshake_io(proxy, REQUEST))?;
     Ok(())
 }
 
