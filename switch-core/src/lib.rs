@@ -27,6 +27,7 @@
 //! (session tokens are made by the caller).
 
 pub mod fabric;
+pub mod offload;
 pub mod session;
 pub mod sim;
 pub mod wire;

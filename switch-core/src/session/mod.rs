@@ -72,8 +72,15 @@ pub struct SessionConfig {
     pub max_buffered_bytes: usize,
     /// Send an ACK after this many new frames received…
     pub ack_every: u64,
+    /// …or once this many frame bytes arrived unacknowledged (64 KiB
+    /// offload super frames fill the peer's buffer long before 64 frames)…
+    pub ack_bytes: u64,
     /// …or this long after the first unacknowledged one, whichever is first.
     pub ack_delay: Duration,
+    /// Frames carry a `virtio_net_hdr` (see [`crate::offload`]). A client
+    /// sets it to ask for it; after the handshake it says whether the hub
+    /// agreed. A hub sets it on the sessions it accepts with offload.
+    pub offload: bool,
 }
 
 impl Default for SessionConfig {
@@ -86,7 +93,9 @@ impl Default for SessionConfig {
             max_buffered_frames: 4096,
             max_buffered_bytes: 1 << 20,
             ack_every: 64,
+            ack_bytes: 256 * 1024,
             ack_delay: Duration::from_millis(5),
+            offload: false,
         }
     }
 }
@@ -252,6 +261,11 @@ pub struct Session {
     // --- receive side ---
     rx_last: u64,
     ack_sent: u64,
+    /// Client: the offload the caller asked for (the config's flag becomes
+    /// what the hub granted).
+    wants_offload: bool,
+    /// Frame bytes received since the last ACK sent.
+    rx_unacked_bytes: u64,
     ack_deadline: Option<Instant>,
 
     // --- control output ---
@@ -277,6 +291,7 @@ const MAX_PONGS_DUE: usize = 8;
 
 impl Session {
     fn new(role: Role, state: State, now: Instant, config: SessionConfig) -> Self {
+        let wants_offload = config.offload;
         Self {
             role,
             state,
@@ -292,6 +307,8 @@ impl Session {
             peer_acked: 0,
             rx_last: 0,
             ack_sent: 0,
+            wants_offload,
+            rx_unacked_bytes: 0,
             ack_deadline: None,
             handshake_out: Vec::new(),
             pongs_due: VecDeque::new(),
@@ -337,6 +354,7 @@ impl Session {
             timeout: self.config.timeout,
             max_frame: self.config.limits.max_frame,
             max_batch: self.config.limits.max_batch,
+            offload: self.config.offload,
         };
         self.handshake_out.clear();
         resp.emit(&mut self.handshake_out);
@@ -355,6 +373,7 @@ impl Session {
         req.keepalive = Some(self.config.keepalive);
         req.timeout = Some(self.config.timeout);
         req.max_frame = Some(self.config.limits.max_frame);
+        req.offload = self.wants_offload;
         self.handshake_out.clear();
         req.emit(&mut self.handshake_out);
         self.state = State::Handshaking;
@@ -415,6 +434,7 @@ impl Session {
                             self.rx_last = seq;
                             self.stats.rx_frames += 1;
                             self.stats.rx_bytes += frame.len() as u64;
+                            self.rx_unacked_bytes += frame.len() as u64;
                             deliver(frame);
                         }
                     }
@@ -499,6 +519,8 @@ impl Session {
             max_frame: resp.max_frame,
             max_batch: resp.max_batch,
         };
+        // Granted only if asked for: a hub cannot push a form on us.
+        self.config.offload = resp.offload && self.wants_offload;
         self.state = State::Established;
         self.last_rx = now;
         let (resent, lost) = match resp.resumed_rx {
@@ -538,6 +560,7 @@ impl Session {
         self.peer_acked = 0;
         self.rx_last = 0;
         self.ack_sent = 0;
+        self.rx_unacked_bytes = 0;
         self.ack_deadline = None;
         self.token = None;
         self.state = State::Detached;
@@ -600,6 +623,7 @@ impl Session {
         self.sent_offset = 0;
         // The handshake told the peer our receive position: no ACK is owed.
         self.ack_sent = self.rx_last;
+        self.rx_unacked_bytes = 0;
         self.ack_deadline = None;
         (resent, lost)
     }
@@ -787,7 +811,13 @@ impl Session {
             || (self.state == State::Established
                 && (self.tx_sent < self.tx_next
                     || !self.pongs_due.is_empty()
-                    || self.rx_last >= self.ack_sent + self.config.ack_every))
+                    || self.ack_due_by_count()))
+    }
+
+    /// Enough was received since the last ACK to send one without waiting.
+    fn ack_due_by_count(&self) -> bool {
+        self.rx_last >= self.ack_sent + self.config.ack_every
+            || self.rx_unacked_bytes >= self.config.ack_bytes
     }
 
     /// Appends what should be sent now to `out` — the handshake, CLOSE,
@@ -820,11 +850,12 @@ impl Session {
             let frames_waiting = self.tx_sent < self.tx_next;
             if self.rx_last > self.ack_sent
                 && (frames_waiting
-                    || self.rx_last >= self.ack_sent + self.config.ack_every
+                    || self.ack_due_by_count()
                     || self.ack_deadline.is_some_and(|d| now >= d))
             {
                 wire::encode_ack(out, self.rx_last);
                 self.ack_sent = self.rx_last;
+                self.rx_unacked_bytes = 0;
                 self.ack_deadline = None;
             }
             if frames_waiting {
@@ -888,6 +919,12 @@ impl Session {
     }
 
     /// The effective configuration (after the handshake, the hub's values).
+    /// Whether this session's frames carry a `virtio_net_hdr` (asked for
+    /// and granted; see [`crate::offload`]).
+    pub fn offload(&self) -> bool {
+        self.config.offload
+    }
+
     pub fn config(&self) -> &SessionConfig {
         &self.config
     }

@@ -587,3 +587,55 @@ fn a_client_without_a_link_sends_nothing_and_never_times_out() {
     assert_eq!(c.state(), State::Handshaking);
     assert_eq!(c.poll_timeout(), Some(later + Duration::from_secs(15)));
 }
+
+#[test]
+fn offload_is_used_only_when_asked_for_and_granted() {
+    let on = SessionConfig {
+        offload: true,
+        ..SessionConfig::default()
+    };
+    for (client, hub, want) in [
+        (true, true, true),
+        (true, false, false),
+        (false, true, false),
+    ] {
+        let c = SessionConfig {
+            offload: client,
+            ..on.clone()
+        };
+        let h = SessionConfig {
+            offload: hub,
+            ..on.clone()
+        };
+        let mut p = Pair::new(t0(), c, h);
+        p.drive();
+        assert_eq!(p.client.state(), State::Established);
+        assert_eq!(p.client.offload(), want, "client {client}, hub {hub}");
+    }
+}
+
+#[test]
+fn large_frames_are_acked_by_bytes_before_the_ack_delay() {
+    let big = SessionConfig {
+        limits: Limits {
+            max_frame: 65_600,
+            max_batch: 16,
+        },
+        max_buffered_bytes: 4 << 20,
+        ..SessionConfig::default()
+    };
+    let mut p = Pair::new(t0(), big.clone(), big);
+    p.drive();
+    // 8 × 60 KiB = 480 KiB: past ack_bytes (256 KiB), far below ack_every
+    // (64 frames); the virtual clock does not move, so no ack_delay fires.
+    for i in 0..8 {
+        p.client.send_frame(&test_frame(1, i, 60 * 1024)).unwrap();
+    }
+    p.drive();
+    assert_eq!(p.hub().stats().rx_frames, 8);
+    assert!(
+        p.client.buffered_frames() < 8,
+        "an ACK released the buffer without waiting: {} frames still held",
+        p.client.buffered_frames()
+    );
+}

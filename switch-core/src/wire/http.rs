@@ -117,6 +117,9 @@ pub struct UpgradeRequest {
     pub timeout: Option<Duration>,
     /// Largest frame the client is prepared to receive (`Vhub-Max-Frame`).
     pub max_frame: Option<u32>,
+    /// The client's frames can carry a `virtio_net_hdr` and it takes them
+    /// so (`Vhub-Offload: vnet`; see [`crate::offload`]).
+    pub offload: bool,
     /// Free-form client name and version (`User-Agent`).
     pub user_agent: String,
 }
@@ -133,6 +136,7 @@ impl UpgradeRequest {
             keepalive: None,
             timeout: None,
             max_frame: None,
+            offload: false,
             user_agent: format!("vnic/{}", env!("CARGO_PKG_VERSION")),
         }
     }
@@ -161,6 +165,9 @@ impl UpgradeRequest {
         }
         if let Some(m) = self.max_frame {
             let _ = write!(out, "Vhub-Max-Frame: {m}\r\n");
+        }
+        if self.offload {
+            out.extend_from_slice(OFFLOAD_HEADER);
         }
         out.extend_from_slice(b"\r\n");
     }
@@ -415,6 +422,7 @@ fn parse_upgrade(hub: &str, headers: &[httparse::Header<'_>]) -> Result<UpgradeR
         keepalive: header_num::<u64>(headers, "Vhub-Keepalive")?.map(Duration::from_millis),
         timeout: header_num::<u64>(headers, "Vhub-Timeout")?.map(Duration::from_millis),
         max_frame: header_num(headers, "Vhub-Max-Frame")?,
+        offload: offers_vnet(header_str(headers, "Vhub-Offload")?),
         user_agent: header_str(headers, "User-Agent")?
             .unwrap_or("")
             .chars()
@@ -456,6 +464,18 @@ pub struct UpgradeResponse {
     pub timeout: Duration,
     pub max_frame: u32,
     pub max_batch: u32,
+    /// Frames of this session carry a `virtio_net_hdr` both ways.
+    pub offload: bool,
+}
+
+/// The header line that asks for (request) or grants (response) frames
+/// with a `virtio_net_hdr`.
+const OFFLOAD_HEADER: &[u8] = b"Vhub-Offload: vnet\r\n";
+
+/// Whether a `Vhub-Offload` value lists `vnet` (a comma-separated list, so
+/// that later forms can be offered next to it).
+fn offers_vnet(v: Option<&str>) -> bool {
+    v.is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("vnet")))
 }
 
 impl UpgradeResponse {
@@ -475,6 +495,9 @@ impl UpgradeResponse {
         );
         if let Some(rx) = self.resumed_rx {
             let _ = write!(out, "Vhub-Rx: {rx}\r\n");
+        }
+        if self.offload {
+            out.extend_from_slice(OFFLOAD_HEADER);
         }
         out.extend_from_slice(b"\r\n");
     }
@@ -606,6 +629,7 @@ pub fn parse_response(
             timeout: Duration::from_millis(num("Vhub-Timeout")?),
             max_frame: to_u32(num("Vhub-Max-Frame")?, "Vhub-Max-Frame")?,
             max_batch: to_u32(num("Vhub-Max-Batch")?, "Vhub-Max-Batch")?,
+            offload: offers_vnet(s("Vhub-Offload")),
         }),
         n,
     )))
@@ -711,11 +735,25 @@ mod tests {
         req.keepalive = Some(Duration::from_secs(3));
         req.timeout = Some(Duration::from_secs(9));
         req.max_frame = Some(9000);
+        req.offload = true;
         let mut out = Vec::new();
         req.emit(&mut out);
+        assert!(String::from_utf8_lossy(&out).contains("\r\nVhub-Offload: vnet\r\n"));
         let (front, n) = parse_request(&out, DEFAULT_MAX_HEAD).unwrap().unwrap();
         assert_eq!(n, out.len());
         assert_eq!(front, FrontRequest::Upgrade(req));
+    }
+
+    #[test]
+    fn offload_is_a_list_and_unknown_forms_are_ignored() {
+        let with = |v: &str| {
+            let head = format!("GET /vhub/x HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: vhub/1\r\nVhub-Offload: {v}\r\n\r\n");
+            upgrade(&head).offload
+        };
+        assert!(with("vnet"));
+        assert!(with("tso2, VNET"));
+        assert!(!with("vnet2"));
+        assert!(!with(""));
     }
 
     #[test]
@@ -840,7 +878,7 @@ mod tests {
 
     #[test]
     fn response_round_trip_new_and_resumed() {
-        for resumed_rx in [None, Some(77)] {
+        for (resumed_rx, offload) in [(None, false), (Some(77), true)] {
             let r = UpgradeResponse {
                 version: 1,
                 token: SessionToken([0xab; 16]),
@@ -849,6 +887,7 @@ mod tests {
                 timeout: Duration::from_secs(15),
                 max_frame: 1518,
                 max_batch: 256,
+                offload,
             };
             let mut out = Vec::new();
             r.emit(&mut out);
