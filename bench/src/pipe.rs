@@ -116,6 +116,7 @@ async fn upgrade(
                 timeout,
                 max_frame,
                 max_batch,
+                offload: false,
             };
             let mut head = Vec::new();
             resp.emit(&mut head);

@@ -165,6 +165,10 @@ pub struct SessionConfig {
     /// Bytes of those frames.
     #[serde(deserialize_with = "de_size")]
     pub max_buffered_bytes: usize,
+    /// Grant segmentation offload (`Vhub-Offload: vnet`) to clients that
+    /// ask: 64 KiB TCP super frames cross as one record. Frames are cut in
+    /// software for sessions without it.
+    pub offload: bool,
 }
 
 impl Default for SessionConfig {
@@ -177,6 +181,7 @@ impl Default for SessionConfig {
             max_batch: DEFAULT_MAX_BATCH,
             max_buffered_frames: DEFAULT_MAX_BUFFERED_FRAMES,
             max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
+            offload: true,
         }
     }
 }

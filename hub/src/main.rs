@@ -265,6 +265,7 @@ fn settings_from(config: &Config) -> anyhow::Result<Settings> {
             },
             max_buffered_frames: s.max_buffered_frames,
             max_buffered_bytes: s.max_buffered_bytes,
+            offload: s.offload,
             ..SessionConfig::default()
         },
         fabric,

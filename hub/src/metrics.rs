@@ -65,6 +65,8 @@ counters!(Local {
     drop_unknown_port,
     drop_queue_full,
     drop_stale_port,
+    drop_bad_offload,
+    gso_segments,
     handoff_batches,
     handoff_frames,
     handoff_queue_full,
@@ -324,6 +326,12 @@ impl Collector for HubCollector {
             "Frames flooded (broadcast, multicast, unknown unicast).",
             t.flooded,
         )?;
+        counter(
+            &mut enc,
+            "vhub_gso_segments",
+            "Frames cut in software from offload super frames for sessions without offload.",
+            t.gso_segments,
+        )?;
         labelled(
             &mut enc,
             "vhub_frames_dropped",
@@ -336,6 +344,7 @@ impl Collector for HubCollector {
                 ("unknown_port", t.drop_unknown_port),
                 ("queue_full", t.drop_queue_full),
                 ("stale_port", t.drop_stale_port),
+                ("bad_offload", t.drop_bad_offload),
                 ("handoff_full", t.handoff_queue_full),
             ]
             .into_iter()

@@ -66,7 +66,10 @@ impl Settings {
                 max_sessions: 0,
                 max_macs: 0,
             }],
-            session: SessionConfig::default(),
+            session: SessionConfig {
+                offload: true,
+                ..SessionConfig::default()
+            },
             fabric: FabricConfig::default(),
             handshake_timeout: Duration::from_secs(10),
             max_header_bytes: switch_core::wire::http::DEFAULT_MAX_HEAD,

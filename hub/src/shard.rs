@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use certs::tls::TlsConn;
 use slab::Slab;
 use switch_core::fabric::{DropReason, Forward, PortId};
+use switch_core::offload::{self, VnetHdr};
 use switch_core::session::{Accept, Event, ResumeError, SendError, Session, State};
 use switch_core::wire::http::{self, FrontRequest, SessionToken, Status, UpgradeRequest};
 use switch_core::wire::CloseCode;
@@ -32,7 +33,7 @@ use crate::net::{Backend, NetStream};
 use crate::server::ServerContext;
 use crate::switchboard::{
     port_to_u64, Batch, Control, HubFabric, PortLoc, SessionEntry, Switchboard, BATCH_BYTES,
-    BATCH_FLOOD, BATCH_UNICAST,
+    BATCH_FLOOD, BATCH_UNICAST, BATCH_VNET,
 };
 
 /// Bytes asked of the socket per read: large reads, few syscalls. A read
@@ -43,6 +44,11 @@ const READ_CHUNK: usize = 256 * 1024;
 const READ_MIN: usize = 4 * 1024;
 /// Plaintext produced per writer round before it is encrypted and written.
 const WRITE_CHUNK: usize = 256 * 1024;
+/// Offload sessions: most 64 KiB super frames per message (a message stays
+/// near 1 MiB) …
+const OFFLOAD_MAX_BATCH: u32 = 16;
+/// … and at least this much buffer for resume (64 super frames).
+const OFFLOAD_BUFFER_BYTES: usize = 4 << 20;
 
 /// A connection moving to the shard that owns its session (resume on the
 /// wrong shard).
@@ -98,6 +104,8 @@ struct State_<S> {
     to_wake: Vec<bool>,
     /// Slots that received frames in this round: wake their writers once.
     dirty: Vec<u32>,
+    /// Frames converted between offload and plain form are built here.
+    scratch: Vec<u8>,
     counters: Local,
     handshakes: usize,
     next_conn_id: u64,
@@ -140,6 +148,7 @@ impl<B: Backend> Shard<B> {
                     outbox: (0..shards).map(|_| None).collect(),
                     to_wake: vec![false; shards],
                     dirty: Vec::new(),
+                    scratch: Vec::new(),
                     counters: Local::default(),
                     handshakes: 0,
                     next_conn_id: 0,
@@ -524,6 +533,14 @@ impl<B: Backend> Shard<B> {
                 .max_frame
                 .min(m.max(switch_core::wire::MIN_FRAME_LEN as u32));
         }
+        cfg.offload &= req.offload;
+        if cfg.offload {
+            // 64 KiB super frames: a message stays near 1 MiB, the buffer
+            // holds a few dozen of them.
+            cfg.limits.max_frame = offload::MAX_VNET_FRAME;
+            cfg.limits.max_batch = cfg.limits.max_batch.min(OFFLOAD_MAX_BATCH);
+            cfg.max_buffered_bytes = cfg.max_buffered_bytes.max(OFFLOAD_BUFFER_BYTES);
+        }
         let session = Session::accept(
             Instant::now(),
             cfg,
@@ -758,6 +775,7 @@ impl<B: Backend> Shard<B> {
                 slot,
                 port,
                 now,
+                vnet: session.offload(),
             };
             session.handle_input(now, plain, |frame| fwd.route(frame))
         };
@@ -1050,15 +1068,16 @@ impl<B: Backend> Shard<B> {
         let mut st = self.st.borrow_mut();
         let st = &mut *st;
         for (kind, target, port, frame) in batch.records() {
-            match kind {
+            let vnet = kind & BATCH_VNET != 0;
+            match kind & !BATCH_VNET {
                 BATCH_UNICAST => match st.slots.get(target as usize) {
-                    Some(s) if port_to_u64(s.port) == port => local_send(st, target, frame),
+                    Some(s) if port_to_u64(s.port) == port => local_send(st, target, frame, vnet),
                     _ => st.counters.drop_stale_port += 1,
                 },
                 BATCH_FLOOD => {
                     let ports = std::mem::take(&mut st.local_ports[target as usize]);
                     for &p in &ports {
-                        local_send(st, p, frame);
+                        local_send(st, p, frame, vnet);
                     }
                     st.local_ports[target as usize] = ports;
                 }
@@ -1175,27 +1194,60 @@ fn is_current<S>(s: &Slot<S>, conn: &Conn<S>) -> bool {
     s.conn.as_ref().is_some_and(|c| c.id == conn.id)
 }
 
-/// Hands a frame to a session on this shard.
-fn local_send<S>(st: &mut State_<S>, slot: u32, frame: &[u8]) {
+/// Hands a frame to a session on this shard, in the receiver's form: as
+/// it is when sender and receiver agree on offload, behind an all-zero
+/// `virtio_net_hdr` for an offload receiver of a plain frame, cut into
+/// plain frames (checksums completed) for a plain receiver of an offload
+/// frame. `vnet`: the frame carries a header.
+fn local_send<S>(st: &mut State_<S>, slot: u32, frame: &[u8], vnet: bool) {
     let Some(s) = st.slots.get_mut(slot as usize) else {
         return;
     };
     let Some(session) = s.session.as_mut() else {
         return;
     };
+    let c = &mut st.counters;
+    let sent = if session.offload() == vnet {
+        send_counted(c, session, frame)
+    } else if !vnet {
+        st.scratch.clear();
+        st.scratch.extend_from_slice(&VnetHdr::PLAIN.to_bytes());
+        st.scratch.extend_from_slice(frame);
+        send_counted(c, session, &st.scratch)
+    } else if VnetHdr::parse(frame).is_some_and(|h| h.is_plain()) {
+        send_counted(c, session, &frame[offload::VNET_HDR_LEN..])
+    } else {
+        let max = session.config().limits.max_frame as usize;
+        let mut sent = false;
+        let mut cut = 0;
+        match offload::to_plain(frame, max, &mut st.scratch, |f| {
+            cut += 1;
+            sent |= send_counted(c, session, f);
+        }) {
+            Ok(_) => c.gso_segments += cut,
+            Err(_) => c.drop_bad_offload += 1,
+        }
+        sent
+    };
+    if sent && !s.dirty {
+        s.dirty = true;
+        st.dirty.push(slot);
+    }
+}
+
+/// Queues one frame on a session, counting it as sent or dropped.
+fn send_counted(c: &mut Local, session: &mut Session, frame: &[u8]) -> bool {
     match session.send_frame(frame) {
         Ok(()) => {
-            st.counters.frames_out += 1;
-            st.counters.bytes_out += frame.len() as u64;
-            if !s.dirty {
-                s.dirty = true;
-                st.dirty.push(slot);
-            }
+            c.frames_out += 1;
+            c.bytes_out += frame.len() as u64;
+            return true;
         }
-        Err(SendError::Full) => st.counters.drop_queue_full += 1,
-        Err(SendError::BadLength(_)) => st.counters.drop_runt += 1,
-        Err(SendError::Closed) => st.counters.drop_stale_port += 1,
+        Err(SendError::Full) => c.drop_queue_full += 1,
+        Err(SendError::BadLength(_)) => c.drop_runt += 1,
+        Err(SendError::Closed) => c.drop_stale_port += 1,
     }
+    false
 }
 
 /// Routes the frames of one session's input (the fabric lock is held).
@@ -1207,6 +1259,8 @@ struct Forwarder<'a, B: Backend> {
     slot: u32,
     port: PortId,
     now: Instant,
+    /// The sender's frames carry a `virtio_net_hdr`.
+    vnet: bool,
 }
 
 impl<B: Backend> Forwarder<'_, B> {
@@ -1214,16 +1268,29 @@ impl<B: Backend> Forwarder<'_, B> {
         let c = &mut self.st.counters;
         c.frames_in += 1;
         c.bytes_in += frame.len() as u64;
-        match self.hf.fabric.forward(self.now, self.port, frame) {
+        let vnet = self.vnet;
+        let flag = if vnet { BATCH_VNET } else { 0 };
+        let eth = if vnet {
+            match frame.get(offload::VNET_HDR_LEN..) {
+                Some(eth) => eth,
+                None => {
+                    c.drop_runt += 1;
+                    return;
+                }
+            }
+        } else {
+            frame
+        };
+        match self.hf.fabric.forward(self.now, self.port, eth) {
             Forward::Unicast(p) => {
                 self.st.counters.unicast += 1;
                 let loc = self.hf.locs[p.index() as usize];
                 if loc.shard == self.shard.id {
-                    local_send(self.st, loc.slot, frame);
+                    local_send(self.st, loc.slot, frame, vnet);
                 } else {
                     self.outbox(
                         loc.shard as usize,
-                        BATCH_UNICAST,
+                        BATCH_UNICAST | flag,
                         loc.slot,
                         port_to_u64(p),
                         frame,
@@ -1235,13 +1302,13 @@ impl<B: Backend> Forwarder<'_, B> {
                 let ports = std::mem::take(&mut self.st.local_ports[self.hub]);
                 for &p in &ports {
                     if p != self.slot {
-                        local_send(self.st, p, frame);
+                        local_send(self.st, p, frame, vnet);
                     }
                 }
                 self.st.local_ports[self.hub] = ports;
                 for to in 0..self.hf.shard_ports.len() {
                     if to != self.shard.id as usize && self.hf.shard_ports[to] > 0 {
-                        self.outbox(to, BATCH_FLOOD, self.hub as u32, 0, frame);
+                        self.outbox(to, BATCH_FLOOD | flag, self.hub as u32, 0, frame);
                     }
                 }
             }

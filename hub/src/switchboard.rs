@@ -72,6 +72,9 @@ pub struct Batch {
 
 pub const BATCH_UNICAST: u32 = 0;
 pub const BATCH_FLOOD: u32 = 1;
+/// Or'ed into the kind: the frame carries a `virtio_net_hdr` (its sender
+/// has offload).
+pub const BATCH_VNET: u32 = 0x100;
 pub const BATCH_RECORD_HEADER: usize = 20;
 /// Target bytes per batch before it is handed over.
 pub const BATCH_BYTES: usize = 64 * 1024;
