@@ -142,13 +142,26 @@ def main():
         spawn([vhub, "--config", cfg], ns=NS["h"], log=hub_log)
         wait_for(lambda: os.path.exists(f"{tmp}/certs/ca.crt"), "the hub's certificate")
         time.sleep(0.5)
-        for side, net, ip in (("a", 1, "10.77.0.1/24"), ("b", 2, "10.77.0.2/24")):
-            log = open(os.path.join(tmp, f"vnic-{side}.log"), "w")
-            spawn([vnic, "connect", f"https://10.99.{net}.1:{PORT}/DEFAULT", "--tap", "vnic0", "--ip", ip,
-                   "--ca", f"{tmp}/certs/ca.crt", "--status-file", f"{tmp}/status-{side}.json"], ns=NS[side], log=log)
-        wait_for(lambda: sh(["ping", "-c", "1", "-W", "1", "10.77.0.2"], ns=NS["a"], check=False, capture=True).returncode == 0,
-                 "ping through the hub", timeout=30)
-        results.append(measure("vhub (TLS, TAP, virtual hub)", "10.77.0.1", "10.77.0.2", args.seconds))
+        # The same hub, the clients with segmentation offload (the default),
+        # then a sending with it to b without it (the hub cuts a's super
+        # frames in software for b's kernel, which checks every checksum),
+        # then both without (--no-offload): what TSO super frames give.
+        off = ["--no-offload"]
+        for label, extras in (("vhub (TLS, TAP, virtual hub)", ([], [])),
+                              ("vhub, offload a -> plain b", ([], off)),
+                              ("vhub, vnic --no-offload", (off, off))):
+            vnics = []
+            for extra, (side, net, ip) in zip(extras, (("a", 1, "10.77.0.1/24"), ("b", 2, "10.77.0.2/24"))):
+                log = open(os.path.join(tmp, f"vnic-{side}-{len(results)}.log"), "w")
+                vnics.append(spawn([vnic, "connect", f"https://10.99.{net}.1:{PORT}/DEFAULT", "--tap", "vnic0",
+                                    "--ip", ip, "--ca", f"{tmp}/certs/ca.crt",
+                                    "--status-file", f"{tmp}/status-{side}.json"] + extra, ns=NS[side], log=log))
+            wait_for(lambda: sh(["ping", "-c", "1", "-W", "1", "10.77.0.2"], ns=NS["a"], check=False,
+                                capture=True).returncode == 0, "ping through the hub", timeout=30)
+            results.append(measure(label, "10.77.0.1", "10.77.0.2", args.seconds))
+            for p in vnics:
+                p.terminate()
+                p.wait(timeout=10)
     finally:
         cleanup()
     hdr = f"{'path':<32} {'TCP 1 stream':>14} {'TCP 4 streams':>14} {'ping avg':>10} {'64 B UDP delivered':>20} {'UDP loss':>9}"
@@ -156,7 +169,7 @@ def main():
     for r in results:
         print(f"{r['path']:<32} {r['tcp_1_gbit']:>10.2f} Gb/s {r['tcp_4_gbit']:>10.2f} Gb/s {r['rtt_avg_ms'] or 0:>7.3f} ms "
               f"{r['udp64_delivered_pps'] / 1000:>14.0f} k/s {r['udp64_loss_percent']:>8.1f}%")
-    if len(results) == 2 and results[0]["tcp_1_gbit"]:
+    if len(results) >= 2 and results[0]["tcp_1_gbit"]:
         print(f"vhub / bare veth, TCP 1 stream: {results[1]['tcp_1_gbit'] / results[0]['tcp_1_gbit']:.2f}")
     report = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "seconds": args.seconds, "results": results}
     if args.json:

@@ -34,6 +34,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use certs::tls::{TlsConn, TlsError, TlsInfo};
 use openssl::ssl::SslContext;
+use switch_core::offload::{self, VnetHdr};
 use switch_core::session::{
     Connect, Event, SendError, Session, SessionConfig, SessionStats, State,
 };
@@ -55,6 +56,8 @@ use crate::units::fmt_duration;
 
 /// Most frames taken from the TAP in one go before they are transmitted.
 const TAP_BATCH: usize = 256;
+/// Retransmit buffer of an offload session (64 super frames).
+const OFFLOAD_BUFFER_BYTES: usize = 4 << 20;
 /// Plaintext handed to TLS per `poll_transmit` call.
 const TRANSMIT_CHUNK: usize = 256 * 1024;
 /// Stop reading the TAP (and polling the session) while this much
@@ -120,6 +123,9 @@ struct ShellStats {
     oversize: u64,
     /// Frames left in the buffer of a session the hub ended.
     dropped_with_session: u64,
+    /// Frames read from the TAP with a virtio_net_hdr vnic could not cut
+    /// (the kernel does not make those; counted, never silent).
+    bad_offload: u64,
 }
 
 pub struct Bridge<T: TapIo> {
@@ -179,14 +185,63 @@ pub struct Bridge<T: TapIo> {
     started_at: SystemTime,
 
     outcome: Option<Outcome>,
-    /// Read the TAP on a live link only while the session buffers at most
-    /// this many frames (see `run`).
-    inflight_cap: u64,
+    /// Frames converted between offload and plain form are built here.
+    scratch: Vec<u8>,
+    /// Frames that arrived with the handshake response (rare: kept only
+    /// until the response is processed).
+    early: Vec<Vec<u8>>,
 }
 
 #[allow(clippy::disallowed_methods)]
 fn now() -> Instant {
     Instant::now()
+}
+
+/// Queues a frame on the session; what it refuses is counted.
+fn queue_frame(session: &mut Session, shell: &mut ShellStats, frame: &[u8]) {
+    match session.send_frame(frame) {
+        // Full: counted by the session as a tail drop; Closed: counted
+        // when the session is replaced.
+        Ok(()) | Err(SendError::Full) | Err(SendError::Closed) => {}
+        Err(SendError::BadLength(_)) => shell.oversize += 1,
+    }
+}
+
+/// How frames from the session reach the TAP.
+#[derive(Clone, Copy)]
+struct Form {
+    /// The session's frames carry a virtio_net_hdr.
+    offload: bool,
+    /// The TAP's frames do.
+    vnet_tap: bool,
+}
+
+impl Form {
+    fn to_tap<T: TapIo>(
+        self,
+        tap: &T,
+        icmp: &mut Option<IcmpKeepalive>,
+        errors: &mut u64,
+        frame: &[u8],
+    ) {
+        let (r, eth) = if self.offload {
+            // Only asked for with a vnet TAP: the same form on both sides.
+            (
+                tap.send(frame),
+                frame.get(offload::VNET_HDR_LEN..).unwrap_or(&[]),
+            )
+        } else if self.vnet_tap {
+            (tap.send_plain(frame), frame)
+        } else {
+            (tap.send(frame), frame)
+        };
+        if r.is_err() {
+            *errors += 1;
+        }
+        if let Some(k) = icmp {
+            k.observe(eth);
+        }
+    }
 }
 
 /// Reads from the link if there is one; pends forever otherwise.
@@ -257,13 +312,7 @@ fn unix_secs(t: SystemTime) -> u64 {
 impl<T: TapIo> Bridge<T> {
     pub fn new(settings: Settings, ctx: SslContext, tap: T) -> Self {
         let t = now();
-        let session = Self::fresh_session(&settings, t);
-        let c = session.config();
-        let per_frame = c.limits.max_frame as usize + 4;
-        let inflight_cap = c
-            .max_buffered_frames
-            .min(c.max_buffered_bytes / per_frame)
-            .saturating_sub(TAP_BATCH) as u64;
+        let session = Self::fresh_session(&settings, tap.vnet(), t);
         let icmp = settings
             .icmp
             .as_ref()
@@ -312,18 +361,25 @@ impl<T: TapIo> Bridge<T> {
             started: t,
             started_at: SystemTime::now(),
             outcome: None,
-            inflight_cap,
+            scratch: Vec::new(),
+            early: Vec::new(),
         }
     }
 
     /// A session with no link yet: `reconnect` starts its handshake on
     /// each new link (a new session first, a resume afterwards).
-    fn fresh_session(settings: &Settings, t: Instant) -> Session {
-        let config = SessionConfig {
+    /// `offload`: the TAP speaks `virtio_net_hdr`; ask the hub for it too.
+    fn fresh_session(settings: &Settings, offload: bool, t: Instant) -> Session {
+        let mut config = SessionConfig {
             keepalive: settings.keepalive,
             timeout: settings.timeout,
+            offload,
             ..SessionConfig::default()
         };
+        if offload {
+            config.limits.max_frame = offload::MAX_VNET_FRAME;
+            config.max_buffered_bytes = OFFLOAD_BUFFER_BYTES;
+        }
         Session::connect(
             t,
             config,
@@ -375,12 +431,12 @@ impl<T: TapIo> Bridge<T> {
                 // queue fills instead (and the kernel drops, as a NIC
                 // would), so nothing sent is ever evicted from the
                 // retransmit buffer and a link loss loses nothing.
-                State::Established => {
-                    pending_out < HIGH_WATER && self.session.buffered_frames() <= self.inflight_cap
-                }
+                State::Established => pending_out < HIGH_WATER && self.room_for_a_batch(),
                 // Detached or resuming: frames wait in the buffer (tail
-                // drops counted when it is full).
-                _ => true,
+                // drops counted when it is full) — once the form they take
+                // (with a virtio_net_hdr or not) is settled by a first
+                // handshake; until then they wait in the kernel's queue.
+                _ => !self.tap.vnet() || self.session.token().is_some(),
             };
             let wake = tokio::select! {
                 biased;
@@ -604,7 +660,10 @@ impl<T: TapIo> Bridge<T> {
     /// The hub ended the session in a way that allows a new one: keep
     /// the counters, start over.
     fn renew_session(&mut self, t: Instant) {
-        let old = std::mem::replace(&mut self.session, Self::fresh_session(&self.settings, t));
+        let old = std::mem::replace(
+            &mut self.session,
+            Self::fresh_session(&self.settings, self.tap.vnet(), t),
+        );
         add_stats(&mut self.prior, old.stats());
         self.shell.dropped_with_session += old.buffered_frames();
         self.shell.new_sessions += 1;
@@ -659,17 +718,39 @@ impl<T: TapIo> Bridge<T> {
             }
         };
         if !self.plain_in.is_empty() {
+            // The form of the frames (offload or not) is settled by the
+            // handshake, which may arrive in this very input: frames that
+            // come with it wait until it is known.
+            let settled = self.session.state() != State::Handshaking;
+            let form = Form {
+                offload: self.session.offload(),
+                vnet_tap: self.tap.vnet(),
+            };
             let tap = &self.tap;
             let icmp = &mut self.icmp;
             let errors = &mut self.shell.tap_write_errors;
+            let early = &mut self.early;
             let r = self.session.handle_input(t, &self.plain_in, |frame| {
-                if tap.send(frame).is_err() {
-                    *errors += 1;
-                }
-                if let Some(k) = icmp {
-                    k.observe(frame);
+                if settled {
+                    form.to_tap(tap, icmp, errors, frame);
+                } else {
+                    early.push(frame.to_vec());
                 }
             });
+            if !self.early.is_empty() {
+                let form = Form {
+                    offload: self.session.offload(),
+                    vnet_tap: self.tap.vnet(),
+                };
+                for frame in self.early.drain(..) {
+                    form.to_tap(
+                        &self.tap,
+                        &mut self.icmp,
+                        &mut self.shell.tap_write_errors,
+                        &frame,
+                    );
+                }
+            }
             match r {
                 Ok(used) => {
                     self.plain_in.drain(..used);
@@ -733,11 +814,53 @@ impl<T: TapIo> Bridge<T> {
             return;
         }
         tracing::trace!(frames = self.batch.len(), "from the TAP");
+        // A TAP with offload and a session without it (a hub that did not
+        // grant it): cut super frames here.
+        let cut = self.tap.vnet() && !self.session.offload();
+        let max = self.session.config().limits.max_frame as usize;
+        let (session, shell) = (&mut self.session, &mut self.shell);
         for frame in self.batch.iter() {
-            match self.session.send_frame(frame) {
-                Ok(()) | Err(SendError::Full) | Err(SendError::Closed) => {}
-                Err(SendError::BadLength(_)) => self.shell.oversize += 1,
+            if cut {
+                if offload::to_plain(frame, max, &mut self.scratch, |f| {
+                    queue_frame(session, shell, f)
+                })
+                .is_err()
+                {
+                    shell.bad_offload += 1;
+                }
+            } else {
+                queue_frame(session, shell, frame);
             }
+        }
+    }
+
+    /// Whether the session can take a whole TAP batch and still keep
+    /// every frame for a resume: on a live link frames in flight are
+    /// bounded by the retransmit buffer; when it is full the TAP queue
+    /// fills instead (and the kernel drops, as a NIC would), so nothing
+    /// sent is ever evicted and a link loss loses nothing.
+    fn room_for_a_batch(&self) -> bool {
+        let c = self.session.config();
+        let frame = if self.tap.vnet() {
+            offload::MAX_VNET_FRAME as usize
+        } else {
+            crate::tap::MAX_FRAME
+        } + 4;
+        let batch_bytes = (TAP_BATCH * frame).min(crate::tap::BATCH_BYTES + frame);
+        self.session.buffered_frames() as usize + TAP_BATCH <= c.max_buffered_frames
+            && self.session.buffered_bytes() + batch_bytes <= c.max_buffered_bytes
+    }
+
+    /// Queues a frame the client made itself (a plain Ethernet frame) in
+    /// the session's form.
+    fn send_own_frame(&mut self, frame: &[u8]) {
+        if self.session.offload() {
+            self.scratch.clear();
+            self.scratch.extend_from_slice(&VnetHdr::PLAIN.to_bytes());
+            self.scratch.extend_from_slice(frame);
+            queue_frame(&mut self.session, &mut self.shell, &self.scratch);
+        } else {
+            queue_frame(&mut self.session, &mut self.shell, frame);
         }
     }
 
@@ -782,7 +905,7 @@ impl<T: TapIo> Bridge<T> {
                 match src_ip {
                     Some(ip) => {
                         if let Some(frame) = k.poll(t, self.tap.mac(), ip) {
-                            let _ = self.session.send_frame(&frame);
+                            self.send_own_frame(&frame);
                         }
                     }
                     None if t >= k.next_due() => {
@@ -856,8 +979,13 @@ impl<T: TapIo> Bridge<T> {
                     } else {
                         ""
                     };
+                    let offload = match (self.tap.vnet(), self.session.offload()) {
+                        (true, true) => "offload on",
+                        (true, false) => "offload off (the hub did not grant it)",
+                        (false, _) => "offload off",
+                    };
                     say(format!(
-                        "connected to {} ({}): {tls}, session {}{new}",
+                        "connected to {} ({}): {tls}, session {}{new}, {offload}",
                         self.settings.url,
                         self.relay_label(),
                         self.short_id()
@@ -1053,6 +1181,8 @@ impl<T: TapIo> Bridge<T> {
             rx_duplicates: s.rx_duplicates,
             tap_write_errors: self.shell.tap_write_errors,
             oversize: self.shell.oversize,
+            offload: self.session.offload(),
+            bad_offload: self.shell.bad_offload,
             reconnects: self.shell.reconnects,
             resumes: s.resumes,
             new_sessions: self.shell.new_sessions,

@@ -105,6 +105,12 @@ pub struct ConnectArgs {
     #[arg(long, env = "VNIC_CONNECT_TIMEOUT", value_parser = parse_duration, help_heading = "Relay")]
     pub connect_timeout: Option<Duration>,
 
+    /// Open the TAP without segmentation offload (IFF_VNET_HDR/TSO) and
+    /// do not ask the hub for it: every frame crosses at the MTU. Offload
+    /// is on by default; hubs that do not grant it get plain frames.
+    #[arg(long, env = "VNIC_NO_OFFLOAD", help_heading = "Performance")]
+    pub no_offload: bool,
+
     // --- keep-alive and reconnect ---
     /// Send a keep-alive after this long without traffic [default: 5s]. The
     /// hub's value wins in the handshake.

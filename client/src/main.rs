@@ -89,7 +89,7 @@ fn connect(args: &ConnectArgs) -> ExitCode {
         }
     };
     let outcome = rt.block_on(async {
-        let tap = match TunTap::open(&settings.tap, settings.ip) {
+        let tap = match TunTap::open(&settings.tap, settings.ip, settings.offload) {
             Ok(t) => t,
             Err(e) => {
                 warn(format!("stopped: {e}"));

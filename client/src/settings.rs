@@ -56,6 +56,7 @@ pub struct FileConfig {
     #[serde(deserialize_with = "serde_opt_duration::deserialize")]
     pub icmp_interval: Option<Duration>,
     pub status_file: Option<PathBuf>,
+    pub offload: Option<bool>,
 }
 
 /// `max_retries` in the file: a number or "unlimited".
@@ -117,6 +118,9 @@ pub struct Settings {
     pub max_retries: Option<u32>,
     pub icmp: Option<IcmpSettings>,
     pub status_file: PathBuf,
+    /// Segmentation offload on the TAP and in the session (`--no-offload`
+    /// turns it off).
+    pub offload: bool,
 }
 
 fn parse_max_retries(s: &str) -> Result<Option<u32>, String> {
@@ -401,6 +405,7 @@ impl Settings {
                 max_retries,
                 icmp,
                 status_file,
+                offload: !args.no_offload && file.offload.unwrap_or(true),
             }),
             _ => Err(problems),
         }
@@ -432,6 +437,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.tap, "vnic0");
+        assert!(s.offload, "offload is on by default");
         assert_eq!(s.keepalive, Duration::from_secs(5));
         assert_eq!(s.timeout, Duration::from_secs(15));
         assert_eq!(s.max_backoff, Duration::from_secs(30));

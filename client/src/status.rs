@@ -57,6 +57,10 @@ pub struct Status {
     pub tap_write_errors: u64,
     /// Frames from the TAP larger than the session allows (MTU too big).
     pub oversize: u64,
+    /// Segmentation offload in use (TAP and session both have it).
+    pub offload: bool,
+    /// TAP super frames that could not be cut for a hub without offload.
+    pub bad_offload: u64,
     /// Connections opened after the first one.
     pub reconnects: u64,
     pub resumes: u64,
@@ -116,6 +120,15 @@ impl Status {
         ));
         rows.push(("tls", self.tls.clone().unwrap_or_else(|| "-".into())));
         rows.push((
+            "offload",
+            if self.offload {
+                "on (TSO super frames)"
+            } else {
+                "off"
+            }
+            .into(),
+        ));
+        rows.push((
             "rtt",
             self.rtt_ms
                 .map(|r| format!("{r:.1} ms"))
@@ -143,8 +156,12 @@ impl Status {
         rows.push((
             "tail drops",
             format!(
-                "{} (evicted {}, too large {}, not taken by the TAP {})",
-                self.tail_drops, self.evicted, self.oversize, self.tap_write_errors
+                "{} (evicted {}, too large {}, not taken by the TAP {}, bad offload {})",
+                self.tail_drops,
+                self.evicted,
+                self.oversize,
+                self.tap_write_errors,
+                self.bad_offload
             ),
         ));
         rows.push((

@@ -939,6 +939,12 @@ impl Session {
         self.rx_last
     }
 
+    /// Bytes buffered (frames + 4 per frame), against
+    /// [`SessionConfig::max_buffered_bytes`].
+    pub fn buffered_bytes(&self) -> usize {
+        self.ring.len()
+    }
+
     /// Frames buffered (unacknowledged or not yet sent).
     pub fn buffered_frames(&self) -> u64 {
         self.tx_next - self.ring_first
