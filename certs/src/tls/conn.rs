@@ -51,6 +51,21 @@ impl MemDuplex {
     /// Moves the unread bytes to the front. Cheap in practice: OpenSSL
     /// (with read-ahead) takes everything it can, so what is left is at
     /// most part of a record.
+    /// Takes `buf`'s bytes as input: by swapping buffers when nothing is
+    /// unread, else by appending. `buf` is left empty.
+    fn take_input(&mut self, buf: &mut Vec<u8>) {
+        if self.unread() == 0 {
+            self.read_pos = 0;
+            std::mem::swap(&mut self.incoming, buf);
+        } else {
+            if self.read_pos > 0 {
+                self.compact();
+            }
+            self.incoming.extend_from_slice(buf);
+        }
+        buf.clear();
+    }
+
     fn compact(&mut self) {
         if self.read_pos > 0 {
             self.incoming.drain(..self.read_pos);
@@ -262,22 +277,22 @@ impl TlsConn {
         d.incoming.extend_from_slice(ciphertext);
     }
 
-    /// The buffer of unread ciphertext, for reading from the socket
-    /// straight into its spare capacity (`reserve`, read, `set_len`) with
-    /// no copy. Only append to it: what is in it is not yet read by
-    /// OpenSSL.
+    /// Hands over a buffer of ciphertext read from the socket. When all
+    /// earlier ciphertext was consumed (the usual case) the buffers are
+    /// swapped, not copied: `buf` comes back empty, holding the previous
+    /// input buffer's allocation for the next read. Otherwise its bytes
+    /// are appended as by [`feed`](Self::feed) and it is cleared.
+    pub fn feed_buf(&mut self, buf: &mut Vec<u8>) {
+        self.stream.get_mut().take_input(buf);
+    }
+
     /// Gives back the memory of the in-memory buffers when they hold
     /// nothing: for connections that go idle (with `SSL_MODE_RELEASE_BUFFERS`
     /// OpenSSL does the same for its own record buffers). Returns the bytes
     /// of capacity released.
     pub fn shrink_idle(&mut self) -> usize {
+        let mut freed = self.shrink_idle_input();
         let d = self.stream.get_mut();
-        let mut freed = 0;
-        if d.unread() == 0 && d.incoming.capacity() > 0 {
-            freed += d.incoming.capacity();
-            d.incoming = Vec::new();
-            d.read_pos = 0;
-        }
         if d.outgoing.is_empty() && d.outgoing.capacity() > 0 {
             freed += d.outgoing.capacity();
             d.outgoing = Vec::new();
@@ -285,6 +300,23 @@ impl TlsConn {
         freed
     }
 
+    /// Like [`shrink_idle`](Self::shrink_idle), for the input side only
+    /// (a reader going quiet while the other direction is busy).
+    pub fn shrink_idle_input(&mut self) -> usize {
+        let d = self.stream.get_mut();
+        if d.unread() == 0 && d.incoming.capacity() > 0 {
+            let freed = d.incoming.capacity();
+            d.incoming = Vec::new();
+            d.read_pos = 0;
+            return freed;
+        }
+        0
+    }
+
+    /// The buffer of unread ciphertext, for reading from the socket
+    /// straight into its spare capacity (`reserve`, read, `set_len`) with
+    /// no copy. Only append to it: what is in it is not yet read by
+    /// OpenSSL.
     pub fn incoming_mut(&mut self) -> &mut Vec<u8> {
         let d = self.stream.get_mut();
         d.compact();
@@ -586,6 +618,24 @@ mod tests {
         assert!(d.incoming.capacity() >= 6);
         d.eof = true;
         assert_eq!(d.read(&mut b).unwrap(), 0);
+    }
+
+    #[test]
+    fn input_buffers_are_swapped_when_nothing_is_unread() {
+        let mut d = MemDuplex::default();
+        let mut buf = Vec::with_capacity(64);
+        buf.extend_from_slice(b"first");
+        let p = buf.as_ptr();
+        d.take_input(&mut buf);
+        assert_eq!(d.incoming.as_ptr(), p, "swapped, not copied");
+        assert!(buf.is_empty());
+        // Partly read: the next input is appended behind what is unread.
+        let mut b = [0u8; 2];
+        d.read(&mut b).unwrap();
+        buf.extend_from_slice(b"second");
+        d.take_input(&mut buf);
+        assert_eq!(&d.incoming[d.read_pos..], b"rstsecond");
+        assert!(buf.is_empty());
     }
 
     #[test]
