@@ -631,7 +631,7 @@ mod tests {
         assert!(buf.is_empty());
         // Partly read: the next input is appended behind what is unread.
         let mut b = [0u8; 2];
-        d.read(&mut b).unwrap();
+        assert_eq!(d.read(&mut b).unwrap(), 2);
         buf.extend_from_slice(b"second");
         d.take_input(&mut buf);
         assert_eq!(&d.incoming[d.read_pos..], b"rstsecond");
