@@ -139,7 +139,7 @@ fn prometheus_scrapes_the_hub_and_answers_sessions_and_frame_rate() {
 
     // Eventual answers only: a busy machine may take a while to get there.
     let deadline = Instant::now() + Duration::from_secs(90);
-    let mut last = (None, None, None);
+    let mut last;
     let ok = loop {
         last = (
             prom.query_one("up{job=\"vhub\"}"),
