@@ -408,7 +408,7 @@ impl Hub {
             format!(
                 r#"listen = "0.0.0.0:{port}"
 metrics_listen = "127.0.0.1:{metrics_port}"
-admin_listen = "off"
+admin_socket = "off"
 cert_dir = "{cert}"
 shards = 1
 
