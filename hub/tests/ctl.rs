@@ -16,6 +16,19 @@ use vhub_bench::client::{frame, mac, ClientError, TestClient, BROADCAST};
 
 const T: Duration = Duration::from_secs(20);
 
+/// A client that tolerates being left unpumped for a while (busy machine).
+fn connect(
+    addr: std::net::SocketAddr,
+    hub: &str,
+    creds: Option<(&str, &str)>,
+) -> Result<TestClient, ClientError> {
+    let config = switch_core::session::SessionConfig {
+        timeout: Duration::from_secs(300),
+        ..Default::default()
+    };
+    TestClient::connect_with(addr, hub, creds, config, &certs::tls::TlsOptions::default())
+}
+
 fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
 }
@@ -87,9 +100,13 @@ fn user_add(cfg: &str, dir: &Path, hub: &str, name: &str, password: &str) {
     assert_eq!(code, 0, "{out}{err}");
 }
 
+/// The clients here sit idle (unpumped) for a while on a busy machine:
+/// a long keep-alive timeout keeps the hub from declaring them dead.
 const CONFIG: &str = "cert_dir = \"state\"\n\
+    [session]\ntimeout = \"300s\"\n\
     [[hub]]\nname = \"DEFAULT\"\n\
-    [[hub]]\nname = \"lab\"\nanonymous = true\n";
+    [[hub]]\nname = \"lab\"\nanonymous = true\n\
+    [[hub]]\nname = \"tmp\"\nanonymous = true\n";
 
 #[test]
 fn ctl_lists_kicks_and_reloads_a_running_hub() {
@@ -107,22 +124,24 @@ fn ctl_lists_kicks_and_reloads_a_running_hub() {
     assert_eq!(mode, 0o600, "admin socket mode {mode:o}");
 
     // Sessions with known users and MACs.
-    let mut a = TestClient::connect(hub.listen, "DEFAULT", Some(("alice", "alice-pw"))).unwrap();
-    let mut a2 = TestClient::connect(hub.listen, "DEFAULT", Some(("alice", "alice-pw"))).unwrap();
-    let mut b = TestClient::connect(hub.listen, "lab", None).unwrap();
-    let mut c = TestClient::connect(hub.listen, "lab", None).unwrap();
+    let mut a = connect(hub.listen, "DEFAULT", Some(("alice", "alice-pw"))).unwrap();
+    let mut a2 = connect(hub.listen, "DEFAULT", Some(("alice", "alice-pw"))).unwrap();
+    let mut b = connect(hub.listen, "lab", None).unwrap();
+    let mut c = connect(hub.listen, "lab", None).unwrap();
+    let mut t = connect(hub.listen, "tmp", None).unwrap();
     passes(&mut a, &mut a2, 0x11, BROADCAST, "a to all");
     passes(&mut b, &mut c, 0x22, BROADCAST, "b to all");
     passes(&mut c, &mut b, 0x33, mac(0x22), "c to b");
 
     let v = ctl_json(socket, &["sessions"]);
     let sessions = v["sessions"].as_array().unwrap();
-    assert_eq!(sessions.len(), 4, "{v}");
+    assert_eq!(sessions.len(), 5, "{v}");
     let alice: Vec<_> = sessions.iter().filter(|s| s["user"] == "alice").collect();
     assert_eq!(alice.len(), 2, "{v}");
     assert!(alice
         .iter()
         .all(|s| s["hub"] == "DEFAULT" && s["state"] == "attached"));
+    assert_eq!(sessions.iter().filter(|s| s["hub"] == "tmp").count(), 1);
     let lab: Vec<_> = sessions.iter().filter(|s| s["hub"] == "lab").collect();
     assert_eq!(lab.len(), 2, "{v}");
     assert!(lab.iter().all(|s| s["user"] == ""));
@@ -167,7 +186,7 @@ fn ctl_lists_kicks_and_reloads_a_running_hub() {
         out.contains("alice") && out.contains("(anonymous)"),
         "{out}"
     );
-    assert!(out.contains("4 session(s)"), "{out}");
+    assert!(out.contains("5 session(s)"), "{out}");
     let (code, out, _) = vhub(&["ctl", "--socket", socket, "hubs"]);
     assert_eq!(code, 0);
     let row = |name: &str| {
@@ -192,7 +211,7 @@ fn ctl_lists_kicks_and_reloads_a_running_hub() {
     let (code, reason) = closed_by_hub(&mut b).expect("b was closed by the hub");
     assert_eq!(code, CloseCode::Kicked);
     assert!(reason.contains("administrator"), "{reason}");
-    let mut b = TestClient::connect(hub.listen, "lab", None).expect("a new session after a kick");
+    let mut b = connect(hub.listen, "lab", None).expect("a new session after a kick");
     passes(&mut c, &mut b, 0x33, BROADCAST, "c to the new b");
     let v = ctl_json(socket, &["sessions"]);
     assert!(
@@ -212,14 +231,14 @@ fn ctl_lists_kicks_and_reloads_a_running_hub() {
 
     // Reload adds a user who can then log in.
     user_add(cfg, dir.path(), "DEFAULT", "bob", "bob-pw");
-    match TestClient::connect(hub.listen, "DEFAULT", Some(("bob", "bob-pw"))) {
+    match connect(hub.listen, "DEFAULT", Some(("bob", "bob-pw"))) {
         Err(ClientError::Refused(r)) => assert_eq!(r.status.0, 401),
         other => panic!("bob before the reload: {:?}", other.err()),
     }
     let (code, out, err) = vhub(&["ctl", "--socket", socket, "reload"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("user bob on hub DEFAULT added"), "{out}");
-    let mut bob = TestClient::connect(hub.listen, "DEFAULT", Some(("bob", "bob-pw")))
+    let mut bob = connect(hub.listen, "DEFAULT", Some(("bob", "bob-pw")))
         .expect("bob logs in after the reload");
     passes(&mut a, &mut bob, 0x11, BROADCAST, "alice to bob");
 
@@ -261,15 +280,15 @@ fn ctl_lists_kicks_and_reloads_a_running_hub() {
         1.0
     );
 
-    // SIGHUP: bob removed, lab no longer anonymous, a [session] change
-    // that needs a restart. Removed sessions get CLOSE auth-revoked; alice
-    // keeps going.
+    // SIGHUP: bob removed, lab no longer anonymous, hub tmp removed, a
+    // [session] change that needs a restart. Sessions no longer allowed get
+    // CLOSE auth-revoked; alice keeps going.
     write(&config, CONFIG);
     let (code, _, err) = vhub(&["user", "remove", "bob", "--config", cfg]);
     assert_eq!(code, 0, "{err}");
     write(
         &config,
-        "cert_dir = \"state\"\n[session]\nkeepalive = \"4s\"\n\
+        "cert_dir = \"state\"\n[session]\ntimeout = \"300s\"\nkeepalive = \"4s\"\n\
          [[hub]]\nname = \"DEFAULT\"\n[[hub]]\nname = \"lab\"\n",
     );
     hub.signal(libc::SIGHUP);
@@ -281,10 +300,26 @@ fn ctl_lists_kicks_and_reloads_a_running_hub() {
         assert_eq!(code, CloseCode::AuthRevoked);
         assert!(reason.contains("anonymous"), "{reason}");
     }
+    let (code, reason) = closed_by_hub(&mut t).expect("the session on the removed hub closed");
+    assert_eq!(code, CloseCode::AuthRevoked);
+    assert!(reason.contains("tmp was removed"), "{reason}");
+    match connect(hub.listen, "tmp", None) {
+        Err(ClientError::Refused(r)) => {
+            assert_eq!((r.status.0, r.code.as_str()), (404, "unknown-hub"))
+        }
+        other => panic!("a removed hub: {:?}", other.err()),
+    }
     passes(&mut a, &mut a2, 0x11, BROADCAST, "alice after SIGHUP");
     assert!(common::wait_for(T, || hub
         .log()
         .contains("needs a restart: [session] changed")));
+    let (code, out, _) = vhub(&["ctl", "--socket", socket, "hubs"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.lines()
+            .any(|l| l.split_whitespace().take(3).eq(["tmp", "no", "yes"])),
+        "tmp shown as disabled: {out}"
+    );
     let v = ctl_json(socket, &["sessions"]);
     let users: Vec<&str> = v["sessions"]
         .as_array()
@@ -293,7 +328,7 @@ fn ctl_lists_kicks_and_reloads_a_running_hub() {
         .map(|s| s["user"].as_str().unwrap())
         .collect();
     assert_eq!(users, ["alice", "alice"], "{v}");
-    match TestClient::connect(hub.listen, "lab", None) {
+    match connect(hub.listen, "lab", None) {
         Err(ClientError::Refused(r)) => assert_eq!(r.status.0, 401),
         other => panic!("anonymous on lab after SIGHUP: {:?}", other.err()),
     }
