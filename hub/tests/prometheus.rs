@@ -80,6 +80,11 @@ fn prometheus_scrapes_the_hub_and_answers_sessions_and_frame_rate() {
     );
     let hub = start_hub(2, true, |_| {});
     let metrics = hub.metrics_addr();
+    // The expiry the hub exports is its certificate's notAfter.
+    assert_eq!(
+        hub.metric("vhub_certificate_expiry_timestamp_seconds"),
+        hub.identity.info().not_after_unix as f64
+    );
 
     // The shipped config and rules, pointed at this hub, scraping every second.
     let dir = tempfile::tempdir().unwrap();
