@@ -1570,6 +1570,20 @@ name = \"bad name\"
         let c = Config::load(&file).unwrap();
         assert_eq!(c.cert_dir, Some(dir.path().join("certs")));
         assert_eq!(c.users_file, Some(PathBuf::from("/abs/users.toml")));
+        // The admin socket defaults to the certificate directory…
+        assert_eq!(
+            c.effective_admin_socket(),
+            Some(dir.path().join("certs/admin.sock"))
+        );
+        // …and a relative one is relative to the file too; "off" stays off.
+        std::fs::write(&file, "admin_socket = \"run/a.sock\"\n").unwrap();
+        let c = Config::load(&file).unwrap();
+        assert_eq!(
+            c.effective_admin_socket(),
+            Some(dir.path().join("run/a.sock"))
+        );
+        std::fs::write(&file, "admin_socket = \"off\"\n").unwrap();
+        assert_eq!(Config::load(&file).unwrap().effective_admin_socket(), None);
 
         let missing = dir.path().join("nope.toml");
         let e = Config::load(&missing).unwrap_err().to_string();
