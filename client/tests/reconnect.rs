@@ -325,3 +325,67 @@ fn hub_restart_gives_a_new_session_and_traffic_flows_again() {
     assert!(va.proc.try_exit().is_none());
     assert_eq!((va.proc.pid(), lan.vb().proc.pid()), (pid_a, pid_b));
 }
+
+#[test]
+fn kicked_with_vhub_ctl_the_client_reconnects_by_itself() {
+    if !require_root("kicked_with_vhub_ctl_the_client_reconnects_by_itself") {
+        return;
+    }
+    let _lock = TestLock::take();
+    let mut lan = Lan::new("kick", 20);
+    let sessions = || -> Vec<serde_json::Value> {
+        let out = lan.hub.ctl(&["--json", "sessions"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["sessions"].as_array().unwrap().clone()
+    };
+    // a's session, found by the address it connects from.
+    let a_ip = format!("{}:", lan.a.ns_ip);
+    let of_a = |list: &[serde_json::Value]| -> Vec<String> {
+        list.iter()
+            .filter(|s| s["remote"].as_str().unwrap().starts_with(&a_ip))
+            .map(|s| s["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let before = sessions();
+    assert_eq!(before.len(), 2, "{before:?}");
+    let [old] = of_a(&before).try_into().expect("one session of a");
+
+    let out = lan.hub.ctl(&["kick", &old]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The client is told, opens a new session by itself, traffic flows.
+    let back = wait_until(T, || {
+        lan.va().counter("new_sessions") >= 1 && lan.va().state() == "connected"
+    });
+    assert!(back, "vnic did not come back:\n{}", lan.va().proc.output());
+    assert!(
+        lan.va()
+            .proc
+            .output()
+            .contains("kicked by an administrator"),
+        "{}",
+        lan.va().proc.output()
+    );
+    assert!(
+        ping_works(&lan.a, "10.77.0.12", T),
+        "no traffic after the kick"
+    );
+    let after = sessions();
+    let now = of_a(&after);
+    assert_eq!(now.len(), 1, "{after:?}");
+    assert_ne!(now[0], old, "the kicked session is still there");
+    // b was not touched.
+    assert_eq!(lan.vb().counter("new_sessions"), 0);
+    assert!(
+        lan.va.as_mut().unwrap().proc.try_exit().is_none(),
+        "vnic exited"
+    );
+}

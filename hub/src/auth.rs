@@ -84,3 +84,33 @@ impl Authenticator for NoUsers {
         false
     }
 }
+
+/// An authenticator that can be replaced while the hub runs (config
+/// reload): each check reads the current one under a read lock held for
+/// the call, never on the frame path (logins and resumes only).
+pub struct SharedAuth(parking_lot::RwLock<Arc<dyn Authenticator>>);
+
+impl SharedAuth {
+    pub fn new(auth: Arc<dyn Authenticator>) -> Self {
+        Self(parking_lot::RwLock::new(auth))
+    }
+
+    /// Replaces the user store; checks already running finish with the old one.
+    pub fn set(&self, auth: Arc<dyn Authenticator>) {
+        *self.0.write() = auth;
+    }
+
+    pub fn current(&self) -> Arc<dyn Authenticator> {
+        self.0.read().clone()
+    }
+}
+
+impl Authenticator for SharedAuth {
+    fn authenticate(&self, hub: &str, user: &str, password: &str) -> AuthResult {
+        // Clone out first: a slow scrypt must not hold the lock a reload waits for.
+        self.current().authenticate(hub, user, password)
+    }
+    fn user_exists(&self, hub: &str, user: &str) -> bool {
+        self.current().user_exists(hub, user)
+    }
+}

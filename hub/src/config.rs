@@ -31,7 +31,10 @@ use toml::de::{DeTable, DeValue};
 pub const DEFAULT_NAME: &str = "vhub";
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8443";
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9750";
-pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9751";
+/// The admin socket's file name in the certificate (state) directory.
+pub const DEFAULT_ADMIN_SOCKET_NAME: &str = "admin.sock";
+/// `sockaddr_un.sun_path` holds 108 bytes including the final NUL.
+pub const MAX_SOCKET_PATH: usize = 107;
 /// Name of the users file inside the certificate directory.
 pub const DEFAULT_USERS_FILE_NAME: &str = "users.toml";
 /// The one hub that exists when the config names none.
@@ -80,9 +83,10 @@ pub struct Config {
     /// Plain-HTTP `/metrics`, `/healthz`, `/readyz`; `None` (`""`/`"off"`) disables it.
     #[serde(deserialize_with = "de_opt_addr")]
     pub metrics_listen: Option<SocketAddr>,
-    /// The local admin API; `None` (`""`/`"off"`) disables it.
-    #[serde(deserialize_with = "de_opt_addr")]
-    pub admin_listen: Option<SocketAddr>,
+    /// The local admin API's Unix socket (`vhub ctl`). As written: `None`
+    /// means `<cert_dir>/admin.sock`, `"off"` (or `""`) disables it; see
+    /// [`Config::effective_admin_socket`].
+    pub admin_socket: Option<PathBuf>,
     /// As written; `None` means the default, see [`Config::effective_cert_dir`].
     /// [`Config::load`] makes a relative path relative to the config file.
     pub cert_dir: Option<PathBuf>,
@@ -310,7 +314,7 @@ impl Default for Config {
                     .parse()
                     .expect("default metrics address"),
             ),
-            admin_listen: Some(DEFAULT_ADMIN_LISTEN.parse().expect("default admin address")),
+            admin_socket: None,
             cert_dir: None,
             shards: 0,
             io_backend: IoBackendSetting::Auto,
@@ -356,11 +360,15 @@ impl Config {
         })?;
         let mut config = Self::from_toml_named(&text, &origin)?;
         let base = path.parent().unwrap_or(Path::new(""));
-        for p in [&mut config.cert_dir, &mut config.users_file]
-            .into_iter()
-            .flatten()
+        for p in [
+            &mut config.cert_dir,
+            &mut config.users_file,
+            &mut config.admin_socket,
+        ]
+        .into_iter()
+        .flatten()
         {
-            if p.is_relative() {
+            if p.is_relative() && !is_off(p) {
                 *p = base.join(&*p);
             }
         }
@@ -391,6 +399,16 @@ impl Config {
         }
     }
 
+    /// The admin API's socket: `admin_socket`, `<cert_dir>/admin.sock` when
+    /// unset, `None` when it is `"off"`.
+    pub fn effective_admin_socket(&self) -> Option<PathBuf> {
+        match &self.admin_socket {
+            Some(p) if is_off(p) => None,
+            Some(p) => Some(p.clone()),
+            None => Some(self.effective_cert_dir().join(DEFAULT_ADMIN_SOCKET_NAME)),
+        }
+    }
+
     /// `users_file`, or `<cert_dir>/users.toml`.
     pub fn effective_users_file(&self) -> PathBuf {
         match &self.users_file {
@@ -408,6 +426,11 @@ impl Config {
         v.check(self);
         v.problems
     }
+}
+
+/// `"off"` or `""`: a path setting that disables its feature.
+fn is_off(p: &Path) -> bool {
+    p.as_os_str().is_empty() || p.as_os_str() == "off"
 }
 
 /// The default certificate directory, from an environment lookup and
@@ -880,22 +903,16 @@ impl Validator {
                 );
             }
         }
-        if let Some(a) = &c.admin_listen {
-            if clash(a, &c.listen) {
-                self.add_related(
-                    path("admin_listen"),
-                    path("listen"),
-                    format!("{a} collides with listen = {}", c.listen),
+        if let Some(p) = &c.admin_socket {
+            if !is_off(p) && p.as_os_str().len() > MAX_SOCKET_PATH {
+                self.add(
+                    path("admin_socket"),
+                    format!(
+                        "{} is {} bytes long; a Unix socket path holds at most {MAX_SOCKET_PATH}",
+                        p.display(),
+                        p.as_os_str().len()
+                    ),
                 );
-            }
-            if let Some(m) = &c.metrics_listen {
-                if clash(a, m) {
-                    self.add_related(
-                        path("admin_listen"),
-                        path("metrics_listen"),
-                        format!("{a} collides with metrics_listen = {m}"),
-                    );
-                }
             }
         }
     }
@@ -1244,7 +1261,6 @@ mod tests {
 name = "vhub"
 listen = "0.0.0.0:8443"
 metrics_listen = "127.0.0.1:9750"
-admin_listen = "127.0.0.1:9751"
 shards = 0
 io_backend = "auto"
 [tls]
@@ -1298,7 +1314,7 @@ max_macs_per_hub = 65536
 name = "lab hub"
 listen = "[::]:443"
 metrics_listen = "off"
-admin_listen = ""
+admin_socket = "off"
 cert_dir = "/etc/vhub"
 shards = 4
 io_backend = "epoll"
@@ -1329,7 +1345,7 @@ cert_fingerprint = "sha256:{}"
         let c = Config::from_toml(&text).unwrap();
         assert_eq!(c.listen, "[::]:443".parse().unwrap());
         assert_eq!(c.metrics_listen, None);
-        assert_eq!(c.admin_listen, None);
+        assert_eq!(c.effective_admin_socket(), None);
         assert_eq!(c.effective_cert_dir(), PathBuf::from("/etc/vhub"));
         assert_eq!(
             c.effective_users_file(),
@@ -1559,6 +1575,20 @@ name = \"bad name\"
         let c = Config::load(&file).unwrap();
         assert_eq!(c.cert_dir, Some(dir.path().join("certs")));
         assert_eq!(c.users_file, Some(PathBuf::from("/abs/users.toml")));
+        // The admin socket defaults to the certificate directory…
+        assert_eq!(
+            c.effective_admin_socket(),
+            Some(dir.path().join("certs/admin.sock"))
+        );
+        // …and a relative one is relative to the file too; "off" stays off.
+        std::fs::write(&file, "admin_socket = \"run/a.sock\"\n").unwrap();
+        let c = Config::load(&file).unwrap();
+        assert_eq!(
+            c.effective_admin_socket(),
+            Some(dir.path().join("run/a.sock"))
+        );
+        std::fs::write(&file, "admin_socket = \"off\"\n").unwrap();
+        assert_eq!(Config::load(&file).unwrap().effective_admin_socket(), None);
 
         let missing = dir.path().join("nope.toml");
         let e = Config::load(&missing).unwrap_err().to_string();

@@ -2,10 +2,12 @@
 //! io_uring (or epoll), cross-shard queues, metrics. The protocol and the
 //! switching decisions live in `switch-core`; this crate moves bytes.
 
+pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod metrics;
 pub mod net;
+pub mod reload;
 pub mod server;
 pub mod shard;
 pub mod switchboard;

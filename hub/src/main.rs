@@ -15,8 +15,11 @@ use anyhow::{bail, Context as _};
 use certs::tls::{self, CipherSpec, TlsOptions};
 use certs::{CertParams, Identity, KeyKind};
 use clap::{Args, Parser, Subcommand};
+use hub::admin::{self, Request};
+use hub::auth::SharedAuth;
 use hub::config::{Config, IoBackendSetting};
 use hub::net;
+use hub::reload::Reloader;
 use hub::server::{self, HubSettings, Settings};
 use hub::users::UserDb;
 use switch_core::fabric::FabricConfig;
@@ -76,6 +79,39 @@ enum Command {
     /// Manage the hub's certificate.
     #[command(subcommand)]
     Cert(CertCmd),
+    /// Inspect and control a running hub through its admin socket.
+    Ctl(CtlArgs),
+}
+
+#[derive(Args, Debug)]
+struct CtlArgs {
+    /// The hub's admin socket (default: admin_socket from --config, else
+    /// <cert_dir>/admin.sock).
+    #[arg(long, env = "VHUB_ADMIN_SOCKET")]
+    socket: Option<PathBuf>,
+    /// Print JSON (for scripts) instead of tables.
+    #[arg(long)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: CtlCmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum CtlCmd {
+    /// Sessions: id, hub, user, remote address, shard, state, traffic, MACs.
+    Sessions,
+    /// The MAC tables: hub, MAC, session, age.
+    Macs,
+    /// Virtual hubs with their session and MAC counts.
+    Hubs,
+    /// End a session (its client gets a CLOSE "kicked" and may reconnect).
+    Kick {
+        /// The session's ID from `vhub ctl sessions`.
+        session: String,
+    },
+    /// Re-read the config and users file; refused (nothing changes) if
+    /// either has errors. Same as SIGHUP.
+    Reload,
 }
 
 #[derive(Subcommand, Debug)]
@@ -141,6 +177,7 @@ fn main() -> ExitCode {
         Some(Command::CheckConfig { file }) => check_config(&file),
         Some(Command::User(cmd)) => user(&cli.serve, cmd),
         Some(Command::Cert(cmd)) => cert(&cli.serve, cmd),
+        Some(Command::Ctl(cmd)) => ctl(&cli.serve, cmd),
     };
     match result {
         Ok(code) => code,
@@ -313,16 +350,58 @@ fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
                 .unwrap_or("DEFAULT")
         );
     }
+    let user_list = users.clone();
+    let auth = Arc::new(SharedAuth::new(Arc::new(users)));
     let page = server::front_page(&settings.name, &fp.to_string(), &settings.hubs);
     // Block the stop signals before any thread starts, so only sigwait sees them.
     let signals = block_signals();
-    let server = server::start(settings, ctx, identity.cert_pem(), page, Arc::new(users))
+    let server = server::start(settings, ctx, identity.cert_pem(), page, auth.clone())
         .with_context(|| format!("listening on {}", config.listen))?;
     if let Some(m) = server.metrics_addr() {
         info!(metrics = %format!("http://{m}/metrics"), "metrics listening");
     }
-    let sig = wait_signal(&signals);
+    let reloader = {
+        let args = args.clone();
+        Arc::new(Reloader::new(
+            Box::new(move || load_config(&args).map_err(|e| format!("{e:#}"))),
+            config.clone(),
+            &user_list,
+            identity.cert_pem(),
+            server.switchboard.clone(),
+            auth,
+        ))
+    };
+    let admin = match config.effective_admin_socket() {
+        Some(path) => {
+            let r = reloader.clone();
+            let admin = admin::serve(
+                &path,
+                server.switchboard.clone(),
+                Arc::new(move || r.reload()),
+            );
+            match admin {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    server.shutdown();
+                    bail!("{e}");
+                }
+            }
+        }
+        None => None,
+    };
+    let sig = loop {
+        match wait_signal(&signals) {
+            "SIGHUP" => {
+                info!("SIGHUP: reloading the config");
+                reloader.reload();
+            }
+            sig => break sig,
+        }
+    };
     info!(signal = sig, "stopping: closing sessions");
+    if let Some(a) = admin {
+        a.shutdown();
+    }
     server.shutdown();
     info!("stopped");
     Ok(ExitCode::SUCCESS)
@@ -368,6 +447,7 @@ fn block_signals() -> libc::sigset_t {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGHUP);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         set
     }
@@ -380,6 +460,7 @@ fn wait_signal(set: &libc::sigset_t) -> &'static str {
     match sig {
         libc::SIGINT => "SIGINT",
         libc::SIGTERM => "SIGTERM",
+        libc::SIGHUP => "SIGHUP",
         _ => "signal",
     }
 }
@@ -476,5 +557,164 @@ fn cert(args: &ServeArgs, cmd: CertCmd) -> anyhow::Result<ExitCode> {
         }
     }
     let _ = Duration::ZERO;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Where `vhub ctl` finds the admin socket: --socket, else the config's
+/// `admin_socket` (relative to the file), else `<cert_dir>/admin.sock`.
+/// A config that does not load (the reason for a reload, perhaps) does not
+/// stop ctl: it warns and falls back to the default path.
+fn ctl_socket(args: &ServeArgs, ctl: &CtlArgs) -> anyhow::Result<PathBuf> {
+    if let Some(p) = &ctl.socket {
+        return Ok(p.clone());
+    }
+    let mut config = match &args.config {
+        Some(path) => match Config::load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("vhub ctl: warning: {} does not load ({} problem(s)); trying the default admin socket", path.display(), e.problems.len());
+                Config::default()
+            }
+        },
+        None => Config::default(),
+    };
+    if let Some(d) = &args.cert_dir {
+        config.cert_dir = Some(d.clone());
+    }
+    match config.effective_admin_socket() {
+        Some(p) => Ok(p),
+        None => bail!("the admin API is off in this config (admin_socket = \"off\"); pass --socket PATH if the running hub has one"),
+    }
+}
+
+fn ctl(args: &ServeArgs, ctl: CtlArgs) -> anyhow::Result<ExitCode> {
+    let path = ctl_socket(args, &ctl)?;
+    let req = match &ctl.cmd {
+        CtlCmd::Sessions => Request::Sessions,
+        CtlCmd::Macs => Request::Macs,
+        CtlCmd::Hubs => Request::Hubs,
+        CtlCmd::Kick { session } => Request::Kick {
+            session: session.clone(),
+        },
+        CtlCmd::Reload => Request::Reload,
+    };
+    let answer = admin::request(&path, &req)?;
+    let ok = answer["ok"].as_bool() == Some(true);
+    if ctl.json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+        return Ok(if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
+    if !ok {
+        if let CtlCmd::Reload = ctl.cmd {
+            eprintln!("reload refused; the running config stays. Problems:");
+            for e in answer["errors"].as_array().into_iter().flatten() {
+                eprintln!("  {}", e.as_str().unwrap_or_default());
+            }
+        } else {
+            eprintln!("vhub ctl: {}", answer["error"].as_str().unwrap_or("failed"));
+        }
+        return Ok(ExitCode::FAILURE);
+    }
+    let parse = |key: &str| answer[key].clone();
+    match ctl.cmd {
+        CtlCmd::Sessions => {
+            let list: Vec<admin::SessionInfo> = serde_json::from_value(parse("sessions"))?;
+            println!(
+                "{:<9} {:<12} {:<16} {:<22} {:>5} {:<9} {:>10} {:>10} {:>12} {:>12} {:>5}",
+                "ID",
+                "HUB",
+                "USER",
+                "REMOTE",
+                "SHARD",
+                "STATE",
+                "FRAMES_IN",
+                "FRAMES_OUT",
+                "BYTES_IN",
+                "BYTES_OUT",
+                "MACS"
+            );
+            for s in &list {
+                let user = if s.user.is_empty() {
+                    "(anonymous)"
+                } else {
+                    &s.user
+                };
+                println!(
+                    "{:<9} {:<12} {:<16} {:<22} {:>5} {:<9} {:>10} {:>10} {:>12} {:>12} {:>5}",
+                    s.id,
+                    s.hub,
+                    user,
+                    s.remote,
+                    s.shard,
+                    s.state,
+                    s.frames_in,
+                    s.frames_out,
+                    s.bytes_in,
+                    s.bytes_out,
+                    s.macs
+                );
+            }
+            println!("{} session(s)", list.len());
+        }
+        CtlCmd::Macs => {
+            let list: Vec<admin::MacInfo> = serde_json::from_value(parse("macs"))?;
+            println!(
+                "{:<12} {:<17} {:<9} {:>6}",
+                "HUB", "MAC", "SESSION", "AGE_S"
+            );
+            for m in &list {
+                println!(
+                    "{:<12} {:<17} {:<9} {:>6}",
+                    m.hub, m.mac, m.session, m.age_seconds
+                );
+            }
+            println!("{} MAC address(es)", list.len());
+        }
+        CtlCmd::Hubs => {
+            let list: Vec<admin::HubInfo> = serde_json::from_value(parse("hubs"))?;
+            println!(
+                "{:<16} {:<8} {:<9} {:>8} {:>8} {:>6}",
+                "HUB", "ENABLED", "ANONYMOUS", "SESSIONS", "DETACHED", "MACS"
+            );
+            for h in &list {
+                let yn = |b: bool| if b { "yes" } else { "no" };
+                println!(
+                    "{:<16} {:<8} {:<9} {:>8} {:>8} {:>6}",
+                    h.name,
+                    yn(h.enabled),
+                    yn(h.anonymous),
+                    h.sessions,
+                    h.detached,
+                    h.macs
+                );
+            }
+        }
+        CtlCmd::Kick { .. } => {
+            println!(
+                "session {} kicked",
+                answer["kicked"].as_str().unwrap_or("?")
+            );
+        }
+        CtlCmd::Reload => {
+            let r: admin::ReloadReport = serde_json::from_value(answer)?;
+            println!("config reloaded");
+            for a in &r.applied {
+                println!("  applied: {a}");
+            }
+            if r.closed_sessions > 0 {
+                println!(
+                    "  closed {} session(s) no longer allowed",
+                    r.closed_sessions
+                );
+            }
+            for n in &r.needs_restart {
+                println!("  NOT applied, needs a restart: {n}");
+            }
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -123,6 +123,10 @@ pub struct Metrics {
     suites: Mutex<BTreeMap<String, u64>>,
     pub ready: AtomicBool,
     pub backend: Mutex<String>,
+    /// Config reloads: `[ok, error]`.
+    pub reloads: [AtomicU64; 2],
+    /// The served certificate's notAfter (Unix seconds); 0 = unknown.
+    pub cert_not_after: AtomicI64,
 }
 
 impl Metrics {
@@ -136,6 +140,8 @@ impl Metrics {
             suites: Mutex::new(BTreeMap::new()),
             ready: AtomicBool::new(false),
             backend: Mutex::new(String::new()),
+            reloads: Default::default(),
+            cert_not_after: AtomicI64::new(0),
         }
     }
 
@@ -405,6 +411,25 @@ impl Collector for HubCollector {
             "Resumed connections moved to the shard that owns the session.",
             t.migrations,
         )?;
+        labelled(
+            &mut enc,
+            "vhub_config_reloads",
+            "Config reloads (SIGHUP or vhub ctl reload), by result.",
+            "result",
+            [("ok", &m.reloads[0]), ("error", &m.reloads[1])]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), ConstCounter::new(v.load(Relaxed)))),
+            MetricType::Counter,
+        )?;
+        let not_after = m.cert_not_after.load(Relaxed);
+        if not_after > 0 {
+            gauge(
+                &mut enc,
+                "vhub_certificate_expiry_timestamp_seconds",
+                "When the served TLS certificate expires (notAfter, Unix time).",
+                not_after,
+            )?;
+        }
         counter(
             &mut enc,
             "vhub_mac_learned",

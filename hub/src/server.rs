@@ -144,6 +144,9 @@ pub fn start(
         shards,
         Instant::now(),
     ));
+    if let Some(t) = cert_not_after(&cert_pem) {
+        sb.metrics.cert_not_after.store(t, Ordering::Relaxed);
+    }
     *sb.metrics.backend.lock() = match settings.backend {
         IoBackend::Uring => "io_uring".into(),
         IoBackend::Epoll => "epoll".into(),
@@ -207,6 +210,14 @@ pub fn start(
         metrics_addr,
         shards: handles,
     })
+}
+
+/// The notAfter of a PEM certificate as Unix seconds.
+pub fn cert_not_after(pem: &[u8]) -> Option<i64> {
+    let cert = openssl::x509::X509::from_pem(pem).ok()?;
+    let epoch = openssl::asn1::Asn1Time::from_unix(0).ok()?;
+    let d = epoch.diff(cert.not_after()).ok()?;
+    Some(i64::from(d.days) * 86_400 + i64::from(d.secs))
 }
 
 /// Pins the calling thread to one core (best effort).

@@ -395,7 +395,7 @@ impl<B: Backend> Shard<B> {
                 )
                 .await;
         }
-        let Some(&hub) = self.sb.hub_by_name.get(&req.hub) else {
+        let Some(hub) = self.sb.enabled_hub(&req.hub) else {
             let reason = format!("no virtual hub named {:?} here", req.hub);
             return self
                 .refuse(
@@ -419,8 +419,11 @@ impl<B: Backend> Shard<B> {
                 Some(e)
                     if e.hub == hub
                         && user_ok(&e)
-                        && (e.user.is_empty()
-                            || self.ctx.auth.auth.user_exists(&req.hub, &e.user)) =>
+                        && (if e.user.is_empty() {
+                            self.sb.hubs[hub].anonymous.load(Ordering::Relaxed)
+                        } else {
+                            self.ctx.auth.auth.user_exists(&req.hub, &e.user)
+                        }) =>
                 {
                     if e.shard == self.id {
                         return self
@@ -467,7 +470,7 @@ impl<B: Backend> Shard<B> {
         let vhub = &self.sb.hubs[hub];
         let realm = format!("WWW-Authenticate: Basic realm=\"vhub {}\"", vhub.name);
         let user = match &req.credentials {
-            None if vhub.anonymous => String::new(),
+            None if vhub.anonymous.load(Ordering::Relaxed) => String::new(),
             None => {
                 return self
                     .refuse(
@@ -512,7 +515,8 @@ impl<B: Backend> Shard<B> {
             .iter()
             .map(|a| a.load(Ordering::Relaxed))
             .sum();
-        if (vhub.max_sessions > 0 && hub_sessions >= vhub.max_sessions)
+        let max_sessions = vhub.max_sessions.load(Ordering::Relaxed);
+        if (max_sessions > 0 && hub_sessions >= max_sessions)
             || total as usize >= self.ctx.settings.max_sessions
         {
             return self
@@ -1047,7 +1051,15 @@ impl<B: Backend> Shard<B> {
                         let me = self.clone();
                         B::spawn(async move { me.accept_migration(*m).await });
                     }
-                    Control::Kick { slot, reason } => self.kick(slot, &reason),
+                    Control::Kick {
+                        slot,
+                        token,
+                        code,
+                        reason,
+                    } => self.kick(slot, token, code, &reason),
+                    Control::Snapshot(reply) => {
+                        let _ = reply.send(self.snapshot());
+                    }
                     Control::Shutdown => stop = true,
                 }
             }
@@ -1111,18 +1123,56 @@ impl<B: Backend> Shard<B> {
             .await;
     }
 
-    fn kick(&self, slot: u32, reason: &str) {
+    fn kick(&self, slot: u32, token: SessionToken, code: CloseCode, reason: &str) {
         let mut st = self.st.borrow_mut();
         let st = &mut *st;
-        if let Some(s) = st.slots.get_mut(slot as usize) {
+        if let Some(s) = st.slots.get_mut(slot as usize).filter(|s| s.token == token) {
+            info!(session = %token.short(), user = %s.user, ?code, %reason, "closing a session on request");
             if let Some(session) = s.session.as_mut() {
-                session.close(CloseCode::Kicked, reason);
+                session.close(code, reason);
             }
             match &s.conn {
                 Some(c) => c.wake.notify_one(),
                 None => self.remove_slot(st, slot),
             }
         }
+    }
+
+    /// This shard's sessions for the admin API. Takes each hub's fabric
+    /// lock once, briefly, for the MAC counts.
+    fn snapshot(&self) -> Vec<crate::admin::SessionInfo> {
+        let st = self.st.borrow();
+        st.slots
+            .iter()
+            .map(|(slot, s)| {
+                let session = s.session.as_ref();
+                let stats = session.map(|x| *x.stats()).unwrap_or_default();
+                let state = match (session.map(|x| x.state()), &s.conn) {
+                    (Some(State::Closed) | None, _) => "closing",
+                    (_, None) => "detached",
+                    (_, Some(_)) => "attached",
+                };
+                let macs = self.sb.hubs[s.hub]
+                    .fabric
+                    .lock()
+                    .fabric
+                    .port_mac_count(s.port);
+                crate::admin::SessionInfo {
+                    id: s.token.short(),
+                    hub: self.sb.hubs[s.hub].name.clone(),
+                    user: s.user.clone(),
+                    remote: s.peer.to_string(),
+                    shard: self.id,
+                    slot: slot as u32,
+                    state: state.into(),
+                    frames_in: stats.rx_frames,
+                    bytes_in: stats.rx_bytes,
+                    frames_out: stats.tx_frames,
+                    bytes_out: stats.tx_bytes,
+                    macs,
+                }
+            })
+            .collect()
     }
 
     fn shutdown(&self) {

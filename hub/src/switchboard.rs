@@ -13,7 +13,7 @@
 //! lock-free queues with one wake per batch.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use crossbeam_queue::{ArrayQueue, SegQueue};
@@ -40,11 +40,16 @@ pub struct HubFabric {
     pub shard_ports: Vec<u32>,
 }
 
-/// A virtual hub: its own broadcast domain.
+/// A virtual hub: its own broadcast domain. The settings a config reload
+/// may change are atomics, read at login (never per frame).
 pub struct VirtualHub {
     pub name: String,
-    pub anonymous: bool,
-    pub max_sessions: usize,
+    pub anonymous: AtomicBool,
+    pub max_sessions: AtomicUsize,
+    /// False once a reload removed the hub from the config: new sessions
+    /// are refused as for an unknown hub (a reload that brings it back
+    /// sets it again).
+    pub enabled: AtomicBool,
     pub index: usize,
     pub fabric: Mutex<HubFabric>,
 }
@@ -116,8 +121,16 @@ pub enum Control {
     /// A client resumed on the wrong shard: the connection moves to the
     /// session's owner, with its TLS state and the parsed request.
     Migrate(Box<crate::shard::Migration>),
-    /// Close a session (admin kick, user removed).
-    Kick { slot: u32, reason: String },
+    /// Close a session (admin kick, user or hub removed by a reload). The
+    /// token guards against a slot reused since the request was made.
+    Kick {
+        slot: u32,
+        token: SessionToken,
+        code: switch_core::wire::CloseCode,
+        reason: String,
+    },
+    /// The admin API asks for this shard's sessions.
+    Snapshot(std::sync::mpsc::Sender<Vec<crate::admin::SessionInfo>>),
     /// The hub is stopping: close every session with a reason.
     Shutdown,
 }
@@ -185,8 +198,9 @@ impl Switchboard {
                 debug_assert_eq!(id, HubId(0));
                 VirtualHub {
                     name: h.name.clone(),
-                    anonymous: h.anonymous,
-                    max_sessions: h.max_sessions,
+                    anonymous: AtomicBool::new(h.anonymous),
+                    max_sessions: AtomicUsize::new(h.max_sessions),
+                    enabled: AtomicBool::new(true),
                     index,
                     fabric: Mutex::new(HubFabric {
                         fabric,
@@ -236,6 +250,34 @@ impl Switchboard {
             hf.fabric.remove_port(port);
             hf.shard_ports[shard as usize] -= 1;
         }
+    }
+
+    /// The index of a virtual hub that takes new sessions.
+    pub fn enabled_hub(&self, name: &str) -> Option<usize> {
+        let &i = self.hub_by_name.get(name)?;
+        self.hubs[i].enabled.load(Ordering::Acquire).then_some(i)
+    }
+
+    /// Asks the shard that owns `token`'s session to close it with a CLOSE
+    /// carrying `code` and `reason`. False when no such session exists.
+    pub fn kick(
+        &self,
+        token: &SessionToken,
+        code: switch_core::wire::CloseCode,
+        reason: &str,
+    ) -> bool {
+        let Some(e) = self.sessions.lock().get(token).cloned() else {
+            return false;
+        };
+        let mb = &self.mailboxes[e.shard as usize];
+        mb.control.push(Control::Kick {
+            slot: e.slot,
+            token: *token,
+            code,
+            reason: reason.to_owned(),
+        });
+        mb.wake();
+        true
     }
 
     pub fn is_shutting_down(&self) -> bool {

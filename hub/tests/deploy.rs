@@ -95,6 +95,8 @@ fn prometheus_config_and_rules_pass_promtool() {
     for args in [
         &["check", "config", "prometheus.yml"][..],
         &["check", "rules", "vhub-rules.yml"][..],
+        // Unit tests of the alerts (certificate expiry, refused reload).
+        &["test", "rules", "vhub-rules.test.yml"][..],
     ] {
         let out = Command::new("promtool")
             .current_dir(&dir)

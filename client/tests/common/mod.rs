@@ -408,7 +408,7 @@ impl Hub {
             format!(
                 r#"listen = "0.0.0.0:{port}"
 metrics_listen = "127.0.0.1:{metrics_port}"
-admin_listen = "off"
+admin_socket = "{admin}"
 cert_dir = "{cert}"
 shards = 1
 
@@ -422,7 +422,8 @@ name = "DEFAULT"
 [[hub]]
 name = "OTHER"
 "#,
-                cert = cert_dir.display()
+                cert = cert_dir.display(),
+                admin = dir.join(format!("admin-{port}.sock")).display(),
             ),
         )
         .unwrap();
@@ -486,6 +487,17 @@ name = "OTHER"
             TcpStream::connect(("127.0.0.1", port)).is_ok() && self.metrics().is_some()
         });
         assert!(up, "vhub did not start:\n{}", self.log());
+    }
+
+    /// Runs `vhub ctl --socket <this hub's admin socket> ARGS`.
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        Command::new(vhub_bin())
+            .arg("ctl")
+            .arg("--socket")
+            .arg(self.dir.join(format!("admin-{}.sock", self.port)))
+            .args(args)
+            .output()
+            .expect("run vhub ctl")
     }
 
     /// Kills the hub without warning (SIGKILL), like a crash.

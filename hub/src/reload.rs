@@ -1,0 +1,274 @@
+//! Config reload (SIGHUP or `vhub ctl reload`): read the config and the
+//! users file again, validate both, and apply what a running hub can take.
+//!
+//! All or nothing for errors: a file with any problem is refused with the
+//! validator's messages and the running config stays. A valid file is
+//! applied:
+//!
+//! - users (users file and inline `[[hub.user]]`): added, removed and
+//!   changed passwords count for the next login; sessions of removed users
+//!   are closed (CLOSE `auth-revoked`);
+//! - virtual hubs: `anonymous` and `max_sessions` change in place; a hub
+//!   missing from the file stops taking sessions and its sessions are
+//!   closed; a hub removed earlier and written back is enabled again;
+//! - every other session keeps running untouched.
+//!
+//! What needs a restart is listed, never silently ignored: the listeners
+//! (`listen`, `metrics_listen`, `admin_socket`), `shards`, `io_backend`,
+//! `cert_dir` and the certificate files, `[tls]`, `[session]`, `[limits]`,
+//! `[fabric]`, `name`, a hub's `max_macs`, and hubs new since the start
+//! (the shards size their per-hub tables at start).
+
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use switch_core::wire::CloseCode;
+use tracing::{info, warn};
+
+use crate::admin::ReloadReport;
+use crate::auth::SharedAuth;
+use crate::config::Config;
+use crate::switchboard::Switchboard;
+use crate::users::UserDb;
+
+/// Loads and validates the config as the hub did at start (file + flags).
+pub type LoadFn = Box<dyn Fn() -> Result<Config, String> + Send + Sync>;
+
+pub struct Reloader {
+    load: LoadFn,
+    /// The config the hub started with: what needs a restart is measured
+    /// against it.
+    started: Config,
+    /// The certificate being served (a changed file needs a restart).
+    cert_pem: Vec<u8>,
+    /// The last applied config and user list (hub, name): to say what changed.
+    current: Mutex<(Config, BTreeSet<(String, String)>)>,
+    sb: Arc<Switchboard>,
+    auth: Arc<SharedAuth>,
+}
+
+fn user_set(db: &UserDb) -> BTreeSet<(String, String)> {
+    db.list()
+        .map(|u| (u.hub().to_owned(), u.name().to_owned()))
+        .collect()
+}
+
+impl Reloader {
+    pub fn new(
+        load: LoadFn,
+        started: Config,
+        users: &UserDb,
+        cert_pem: Vec<u8>,
+        sb: Arc<Switchboard>,
+        auth: Arc<SharedAuth>,
+    ) -> Self {
+        Self {
+            load,
+            current: Mutex::new((started.clone(), user_set(users))),
+            started,
+            cert_pem,
+            sb,
+            auth,
+        }
+    }
+
+    /// Reloads; the report says what happened. Logs it too.
+    pub fn reload(&self) -> ReloadReport {
+        // One reload at a time (SIGHUP and ctl may race).
+        let mut current = self.current.lock();
+        let report = self.try_reload(&mut current);
+        let m = &self.sb.metrics;
+        if report.ok {
+            m.reloads[0].fetch_add(1, Ordering::Relaxed);
+            info!(
+                applied = ?report.applied,
+                closed_sessions = report.closed_sessions,
+                "config reloaded"
+            );
+            for r in &report.needs_restart {
+                warn!("config reload: not applied, needs a restart: {r}");
+            }
+        } else {
+            m.reloads[1].fetch_add(1, Ordering::Relaxed);
+            warn!(
+                "config reload refused, the running config stays:\n{}",
+                report.errors.join("\n")
+            );
+        }
+        report
+    }
+
+    fn try_reload(&self, current: &mut (Config, BTreeSet<(String, String)>)) -> ReloadReport {
+        let refuse = |errors: Vec<String>| ReloadReport {
+            ok: false,
+            errors,
+            ..ReloadReport::default()
+        };
+        let config = match (self.load)() {
+            Ok(c) => c,
+            Err(e) => return refuse(e.lines().map(str::to_owned).collect()),
+        };
+        let users = match UserDb::load_with_config(&config) {
+            Ok(u) => u,
+            Err(e) => return refuse(e.to_string().lines().map(str::to_owned).collect()),
+        };
+        let mut r = ReloadReport {
+            ok: true,
+            needs_restart: self.needs_restart(&config),
+            ..ReloadReport::default()
+        };
+
+        // Hubs.
+        let hubs = config.hubs();
+        for cfg in hubs.iter() {
+            let Some(&i) = self.sb.hub_by_name.get(&cfg.name) else {
+                continue; // listed in needs_restart
+            };
+            let h = &self.sb.hubs[i];
+            if !h.enabled.swap(true, Ordering::AcqRel) {
+                r.applied
+                    .push(format!("virtual hub {} enabled again", cfg.name));
+            }
+            if h.anonymous.swap(cfg.anonymous, Ordering::Relaxed) != cfg.anonymous {
+                r.applied
+                    .push(format!("hub {}: anonymous = {}", cfg.name, cfg.anonymous));
+            }
+            if h.max_sessions.swap(cfg.max_sessions, Ordering::Relaxed) != cfg.max_sessions {
+                r.applied.push(format!(
+                    "hub {}: max_sessions = {}",
+                    cfg.name, cfg.max_sessions
+                ));
+            }
+        }
+        for h in &self.sb.hubs {
+            if !hubs.iter().any(|c| c.name == h.name) && h.enabled.swap(false, Ordering::AcqRel) {
+                r.applied.push(format!(
+                    "virtual hub {} removed: no new sessions, its sessions are closed",
+                    h.name
+                ));
+            }
+        }
+
+        // Users.
+        let new_users = user_set(&users);
+        for (hub, name) in new_users.difference(&current.1) {
+            r.applied.push(format!("user {name} on hub {hub} added"));
+        }
+        for (hub, name) in current.1.difference(&new_users) {
+            r.applied.push(format!("user {name} on hub {hub} removed"));
+        }
+        let users: Arc<UserDb> = Arc::new(users);
+        self.auth.set(users.clone());
+
+        // Sessions that are no longer allowed.
+        let entries: Vec<_> = self
+            .sb
+            .sessions
+            .lock()
+            .iter()
+            .map(|(t, e)| (*t, e.clone()))
+            .collect();
+        for (token, e) in entries {
+            let h = &self.sb.hubs[e.hub];
+            let why = if !h.enabled.load(Ordering::Acquire) {
+                format!("virtual hub {} was removed from the configuration", h.name)
+            } else if e.user.is_empty() {
+                if h.anonymous.load(Ordering::Relaxed) {
+                    continue;
+                }
+                format!("virtual hub {} no longer admits anonymous sessions", h.name)
+            } else if crate::auth::Authenticator::user_exists(&*users, &h.name, &e.user) {
+                continue;
+            } else {
+                format!("user {} was removed from hub {}", e.user, h.name)
+            };
+            if self.sb.kick(&token, CloseCode::AuthRevoked, &why) {
+                r.closed_sessions += 1;
+            }
+        }
+        if r.applied.is_empty() {
+            r.applied.push("no changes".into());
+        }
+        *current = (config, new_users);
+        r
+    }
+
+    /// Differences from the started config that a running hub cannot take.
+    fn needs_restart(&self, new: &Config) -> Vec<String> {
+        let old = &self.started;
+        let mut out = Vec::new();
+        let mut diff = |key: &str, a: String, b: String| {
+            if a != b {
+                out.push(format!("{key}: {a} → {b}"));
+            }
+        };
+        diff("name", format!("{:?}", old.name), format!("{:?}", new.name));
+        diff("listen", old.listen.to_string(), new.listen.to_string());
+        let opt = |a: Option<std::net::SocketAddr>| a.map_or("off".into(), |a| a.to_string());
+        diff(
+            "metrics_listen",
+            opt(old.metrics_listen),
+            opt(new.metrics_listen),
+        );
+        let path =
+            |p: Option<std::path::PathBuf>| p.map_or("off".into(), |p| p.display().to_string());
+        diff(
+            "admin_socket",
+            path(old.effective_admin_socket()),
+            path(new.effective_admin_socket()),
+        );
+        diff(
+            "cert_dir",
+            old.effective_cert_dir().display().to_string(),
+            new.effective_cert_dir().display().to_string(),
+        );
+        diff("shards", old.shards.to_string(), new.shards.to_string());
+        diff(
+            "io_backend",
+            old.io_backend.as_str().into(),
+            new.io_backend.as_str().into(),
+        );
+        for (key, same) in [
+            ("[tls]", old.tls == new.tls),
+            ("[session]", old.session == new.session),
+            ("[limits]", old.limits == new.limits),
+            ("[fabric]", old.fabric == new.fabric),
+        ] {
+            if !same {
+                out.push(format!("{key} changed"));
+            }
+        }
+        let old_hubs = old.hubs();
+        for h in new.hubs().iter() {
+            match old_hubs.iter().find(|o| o.name == h.name) {
+                None => out.push(format!(
+                    "virtual hub {} is new: adding a hub needs a restart",
+                    h.name
+                )),
+                Some(o) if o.max_macs != h.max_macs => out.push(format!(
+                    "hub {}: max_macs {} → {}",
+                    h.name, o.max_macs, h.max_macs
+                )),
+                Some(_) => {}
+            }
+        }
+        let cert = new.effective_cert_dir().join("ca.crt");
+        let fp = |pem: &[u8]| {
+            openssl::x509::X509::from_pem(pem)
+                .and_then(|c| c.digest(openssl::hash::MessageDigest::sha256()))
+                .map(|d| d.to_vec())
+                .ok()
+        };
+        if let Ok(pem) = std::fs::read(&cert) {
+            if fp(&pem) != fp(&self.cert_pem) {
+                out.push(format!(
+                    "{} changed: the new certificate is served after a restart",
+                    cert.display()
+                ));
+            }
+        }
+        out
+    }
+}
