@@ -13,6 +13,31 @@ pub trait Authenticator: Send + Sync + 'static {
     /// token is the proof of the earlier login, but a removed user must not
     /// come back with it).
     fn user_exists(&self, hub: &str, user: &str) -> bool;
+    /// A certificate login: the user of `hub` bound to this certificate (by
+    /// SHA-256 fingerprint or subject). `user` is the name the client gave,
+    /// if any: then that user must be the one bound. The certificate was
+    /// already verified against the hub's client CA.
+    fn authenticate_cert(
+        &self,
+        hub: &str,
+        user: Option<&str>,
+        fingerprint: &certs::Fingerprint,
+        subject: &str,
+    ) -> CertLogin {
+        let _ = (hub, user, fingerprint, subject);
+        CertLogin::NotBound
+    }
+}
+
+/// The answer to a certificate login.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CertLogin {
+    /// Logs in as this user.
+    Ok(String),
+    /// No user of the hub is bound to the certificate (or not the named one).
+    NotBound,
+    /// Several users are bound to it and the client named none.
+    Ambiguous,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -9,4 +9,5 @@ pub mod net;
 pub mod server;
 pub mod shard;
 pub mod switchboard;
+pub mod throttle;
 pub mod users;
