@@ -425,7 +425,7 @@ impl Config {
             &mut config.tls.client_ca,
         ]
         .into_iter()
-            .flatten()
+        .flatten()
         {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -1036,7 +1036,10 @@ impl Validator {
         );
         self.nonzero(k("max_handshakes_per_shard"), l.max_handshakes_per_shard);
         self.nonzero(k("max_sessions"), l.max_sessions);
-        self.nonzero(k("max_handshakes_per_address"), l.max_handshakes_per_address);
+        self.nonzero(
+            k("max_handshakes_per_address"),
+            l.max_handshakes_per_address,
+        );
         if l.max_handshakes_per_address > l.max_handshakes_per_shard * MAX_SHARDS {
             self.add_related(
                 k("max_handshakes_per_address"),
@@ -1051,7 +1054,10 @@ impl Validator {
         self.nonzero_duration(k("failure_window"), a.failure_window);
         self.nonzero_duration(k("lockout"), a.lockout);
         self.nonzero(k("max_tracked"), a.max_tracked);
-        self.nonzero(k("refuse_after_per_address"), a.refuse_after_per_address as usize);
+        self.nonzero(
+            k("refuse_after_per_address"),
+            a.refuse_after_per_address as usize,
+        );
         self.nonzero(k("refuse_after_per_user"), a.refuse_after_per_user as usize);
         if a.max_delay < a.base_delay {
             self.add_related(

@@ -302,7 +302,8 @@ fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         ..TlsOptions::default()
     };
     let client_ca = config.tls.client_ca.as_deref();
-    let ctx = tls::server_context_with_client_ca(&identity, &opts, client_ca).context("TLS setup")?;
+    let ctx =
+        tls::server_context_with_client_ca(&identity, &opts, client_ca).context("TLS setup")?;
     if let Some(ca) = client_ca {
         info!(client_ca = %ca.display(), "client certificates requested (certificate logins)");
     }

@@ -345,12 +345,9 @@ impl Collector for HubCollector {
             "vhub_limit_refusals",
             "Connections or logins refused (or cut) because a limit was reached, by limit.",
             "limit",
-            Limit::ALL.iter().map(|l| {
-                (
-                    l.as_str().to_string(),
-                    ConstCounter::new(m.limit_count(*l)),
-                )
-            }),
+            Limit::ALL
+                .iter()
+                .map(|l| (l.as_str().to_string(), ConstCounter::new(m.limit_count(*l)))),
             MetricType::Counter,
         )?;
         counter(

@@ -32,11 +32,11 @@ use crate::auth::{AuthResult, CertLogin};
 use crate::metrics::{Handshake, Limit, Local};
 use crate::net::{Backend, NetStream};
 use crate::server::ServerContext;
-use crate::throttle::{AddrKey, Scope, Verdict};
 use crate::switchboard::{
     port_to_u64, Batch, Control, HubFabric, PortLoc, SessionEntry, Switchboard, BATCH_BYTES,
     BATCH_FLOOD, BATCH_UNICAST,
 };
+use crate::throttle::{AddrKey, Scope, Verdict};
 
 /// Bytes asked of the socket per read: large reads, few syscalls. A read
 /// starts at `READ_MIN` and doubles while reads fill the buffer, up to
@@ -440,8 +440,7 @@ impl<B: Backend> Shard<B> {
         peer: SocketAddr,
     ) -> Result<String, Deny> {
         let realm = format!("WWW-Authenticate: Basic realm=\"vhub {hub}\"");
-        let cert_login =
-            *cert != ClientCert::None && creds.is_none_or(|c| c.password.is_empty());
+        let cert_login = *cert != ClientCert::None && creds.is_none_or(|c| c.password.is_empty());
         let Some(named) = creds.map(|c| c.user.as_str()).or(cert_login.then_some("")) else {
             if anonymous {
                 return Ok(String::new());
@@ -670,7 +669,15 @@ impl<B: Backend> Shard<B> {
             Err(d) => {
                 let extra: Vec<&str> = d.extra.iter().map(String::as_str).collect();
                 return self
-                    .refuse(stream, tls, d.status, d.code, &d.reason, &extra, d.handshake)
+                    .refuse(
+                        stream,
+                        tls,
+                        d.status,
+                        d.code,
+                        &d.reason,
+                        &extra,
+                        d.handshake,
+                    )
                     .await;
             }
         };

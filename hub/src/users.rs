@@ -733,8 +733,7 @@ impl UserDb {
         use crate::auth::CertLogin;
         let bound = |u: &&User| {
             u.cert_fingerprint.as_ref() == Some(fingerprint)
-                || u
-                    .cert_subject
+                || u.cert_subject
                     .as_deref()
                     .is_some_and(|s| certs::tls::normalize_subject(s) == subject)
         };
