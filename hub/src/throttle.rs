@@ -242,6 +242,107 @@ impl Throttle {
     }
 }
 
+/// What admits a connection or a login, shared by all shards: concurrent
+/// handshakes per source address, sessions per user, the failed-login
+/// throttle. Touched once per connection or login, never per frame.
+pub struct Admission {
+    pub throttle: parking_lot::Mutex<Throttle>,
+    /// Handshakes in progress per address; an entry exists only while one
+    /// does (bounded by the shards' handshake limits).
+    handshakes: parking_lot::Mutex<HashMap<AddrKey, u32>>,
+    /// Live sessions per (hub, user) for named users (bounded by sessions).
+    user_sessions: parking_lot::Mutex<HashMap<(usize, String), u32>>,
+    /// Per limit label: the second (since `epoch`) of the last log line,
+    /// so that a flood of refusals logs once a second per limit.
+    last_log: [std::sync::atomic::AtomicU64; 16],
+    epoch: Instant,
+}
+
+impl Admission {
+    pub fn new(cfg: AuthConfig) -> Self {
+        Self {
+            throttle: parking_lot::Mutex::new(Throttle::new(cfg)),
+            handshakes: Default::default(),
+            user_sessions: Default::default(),
+            last_log: Default::default(),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Counts a handshake from `addr` if fewer than `max` are running.
+    pub fn begin_handshake(&self, addr: AddrKey, max: usize) -> bool {
+        let mut m = self.handshakes.lock();
+        let n = m.entry(addr).or_insert(0);
+        if *n as usize >= max {
+            if *n == 0 {
+                m.remove(&addr);
+            }
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    pub fn end_handshake(&self, addr: AddrKey) {
+        let mut m = self.handshakes.lock();
+        if let Some(n) = m.get_mut(&addr) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&addr);
+            }
+        }
+    }
+
+    /// Handshakes in progress from `addr`.
+    pub fn handshakes_from(&self, addr: AddrKey) -> u32 {
+        self.handshakes.lock().get(&addr).copied().unwrap_or(0)
+    }
+
+    /// Counts a session of `user` on `hub` if it has fewer than `max`
+    /// (0 = no limit). Anonymous sessions (empty user) are not counted.
+    pub fn add_user_session(&self, hub: usize, user: &str, max: usize) -> bool {
+        if user.is_empty() {
+            return true;
+        }
+        let mut m = self.user_sessions.lock();
+        let n = m.entry((hub, user.to_owned())).or_insert(0);
+        if max > 0 && *n as usize >= max {
+            if *n == 0 {
+                m.remove(&(hub, user.to_owned()));
+            }
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    pub fn remove_user_session(&self, hub: usize, user: &str) {
+        if user.is_empty() {
+            return;
+        }
+        let mut m = self.user_sessions.lock();
+        let key = (hub, user.to_owned());
+        if let Some(n) = m.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&key);
+            }
+        }
+    }
+
+    /// Whether a refusal by limit number `which` may be logged now (at most
+    /// one line per second per limit; the counters count them all).
+    pub fn should_log(&self, which: usize) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let Some(slot) = self.last_log.get(which) else {
+            return true;
+        };
+        let sec = self.epoch.elapsed().as_secs() + 1;
+        let last = slot.load(Relaxed);
+        last != sec && slot.compare_exchange(last, sec, Relaxed, Relaxed).is_ok()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -373,106 +474,5 @@ mod tests {
             t.check(now, B, Some(("h", "u"))),
             Verdict::Delay(Duration::from_millis(200))
         );
-    }
-}
-
-/// What admits a connection or a login, shared by all shards: concurrent
-/// handshakes per source address, sessions per user, the failed-login
-/// throttle. Touched once per connection or login, never per frame.
-pub struct Admission {
-    pub throttle: parking_lot::Mutex<Throttle>,
-    /// Handshakes in progress per address; an entry exists only while one
-    /// does (bounded by the shards' handshake limits).
-    handshakes: parking_lot::Mutex<HashMap<AddrKey, u32>>,
-    /// Live sessions per (hub, user) for named users (bounded by sessions).
-    user_sessions: parking_lot::Mutex<HashMap<(usize, String), u32>>,
-    /// Per limit label: the second (since `epoch`) of the last log line,
-    /// so that a flood of refusals logs once a second per limit.
-    last_log: [std::sync::atomic::AtomicU64; 16],
-    epoch: Instant,
-}
-
-impl Admission {
-    pub fn new(cfg: AuthConfig) -> Self {
-        Self {
-            throttle: parking_lot::Mutex::new(Throttle::new(cfg)),
-            handshakes: Default::default(),
-            user_sessions: Default::default(),
-            last_log: Default::default(),
-            epoch: Instant::now(),
-        }
-    }
-
-    /// Counts a handshake from `addr` if fewer than `max` are running.
-    pub fn begin_handshake(&self, addr: AddrKey, max: usize) -> bool {
-        let mut m = self.handshakes.lock();
-        let n = m.entry(addr).or_insert(0);
-        if *n as usize >= max {
-            if *n == 0 {
-                m.remove(&addr);
-            }
-            return false;
-        }
-        *n += 1;
-        true
-    }
-
-    pub fn end_handshake(&self, addr: AddrKey) {
-        let mut m = self.handshakes.lock();
-        if let Some(n) = m.get_mut(&addr) {
-            *n -= 1;
-            if *n == 0 {
-                m.remove(&addr);
-            }
-        }
-    }
-
-    /// Handshakes in progress from `addr`.
-    pub fn handshakes_from(&self, addr: AddrKey) -> u32 {
-        self.handshakes.lock().get(&addr).copied().unwrap_or(0)
-    }
-
-    /// Counts a session of `user` on `hub` if it has fewer than `max`
-    /// (0 = no limit). Anonymous sessions (empty user) are not counted.
-    pub fn add_user_session(&self, hub: usize, user: &str, max: usize) -> bool {
-        if user.is_empty() {
-            return true;
-        }
-        let mut m = self.user_sessions.lock();
-        let n = m.entry((hub, user.to_owned())).or_insert(0);
-        if max > 0 && *n as usize >= max {
-            if *n == 0 {
-                m.remove(&(hub, user.to_owned()));
-            }
-            return false;
-        }
-        *n += 1;
-        true
-    }
-
-    pub fn remove_user_session(&self, hub: usize, user: &str) {
-        if user.is_empty() {
-            return;
-        }
-        let mut m = self.user_sessions.lock();
-        let key = (hub, user.to_owned());
-        if let Some(n) = m.get_mut(&key) {
-            *n -= 1;
-            if *n == 0 {
-                m.remove(&key);
-            }
-        }
-    }
-
-    /// Whether a refusal by limit number `which` may be logged now (at most
-    /// one line per second per limit; the counters count them all).
-    pub fn should_log(&self, which: usize) -> bool {
-        use std::sync::atomic::Ordering::Relaxed;
-        let Some(slot) = self.last_log.get(which) else {
-            return true;
-        };
-        let sec = self.epoch.elapsed().as_secs() + 1;
-        let last = slot.load(Relaxed);
-        last != sec && slot.compare_exchange(last, sec, Relaxed, Relaxed).is_ok()
     }
 }
