@@ -35,6 +35,8 @@ pub struct TestClient {
     tls: TlsConn,
     pub session: Session,
     ctx: openssl::ssl::SslContext,
+    /// The local address connections are made from (any when `None`).
+    local_ip: Option<std::net::IpAddr>,
     plain_in: Vec<u8>,
     plain_out: Vec<u8>,
     cipher_out: Vec<u8>,
@@ -73,7 +75,20 @@ impl TestClient {
         config: SessionConfig,
         opts: &TlsOptions,
     ) -> Result<Self, ClientError> {
-        let ctx = tls::client_context(&Verify::Insecure, opts)?;
+        Self::connect_ext(addr, hub, creds, config, opts, &Extras::default())
+    }
+
+    /// As [`TestClient::connect_with`], with a client certificate and/or a
+    /// chosen local address (tests of per-address limits use 127.0.0.x).
+    pub fn connect_ext(
+        addr: SocketAddr,
+        hub: &str,
+        creds: Option<(&str, &str)>,
+        config: SessionConfig,
+        opts: &TlsOptions,
+        extras: &Extras,
+    ) -> Result<Self, ClientError> {
+        let ctx = tls::client_context_with_cert(&Verify::Insecure, opts, extras.cert.as_ref())?;
         let mut session = Session::connect(
             now(),
             config,
@@ -86,7 +101,7 @@ impl TestClient {
                 }),
             },
         );
-        let (stream, tls) = Self::open(addr, &ctx)?;
+        let (stream, tls) = Self::open(addr, &ctx, extras.local_ip)?;
         session.reconnect(now()); // TCP and TLS are up
         let mut c = Self {
             addr,
@@ -94,6 +109,7 @@ impl TestClient {
             tls,
             session,
             ctx,
+            local_ip: extras.local_ip,
             plain_in: Vec::new(),
             plain_out: Vec::new(),
             cipher_out: Vec::new(),
@@ -108,8 +124,9 @@ impl TestClient {
     fn open(
         addr: SocketAddr,
         ctx: &openssl::ssl::SslContext,
+        local_ip: Option<std::net::IpAddr>,
     ) -> Result<(TcpStream, TlsConn), ClientError> {
-        let mut stream = TcpStream::connect(addr)?;
+        let mut stream = connect_from(addr, local_ip)?;
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(Duration::from_millis(20)))?;
         let mut tls = TlsConn::client(ctx, None)?;
@@ -242,7 +259,7 @@ impl TestClient {
 
     /// Opens a new connection and resumes the session.
     pub fn resume(&mut self) -> Result<(), ClientError> {
-        let (stream, tls) = Self::open(self.addr, &self.ctx)?;
+        let (stream, tls) = Self::open(self.addr, &self.ctx, self.local_ip)?;
         self.stream = stream;
         self.tls = tls;
         self.plain_in.clear();
@@ -285,3 +302,31 @@ pub fn mac(n: u8) -> [u8; 6] {
 }
 
 pub const BROADCAST: [u8; 6] = [0xff; 6];
+
+/// What [`TestClient::connect_ext`] adds to a plain connection.
+#[derive(Default)]
+pub struct Extras {
+    /// Presented when the hub asks for a client certificate.
+    pub cert: Option<certs::Identity>,
+    /// Connect from this local address (e.g. 127.0.0.2).
+    pub local_ip: Option<std::net::IpAddr>,
+}
+
+/// A TCP connection to `addr`, from `local` when given.
+pub fn connect_from(
+    addr: SocketAddr,
+    local: Option<std::net::IpAddr>,
+) -> std::io::Result<TcpStream> {
+    let Some(ip) = local else {
+        return TcpStream::connect(addr);
+    };
+    let domain = if ip.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
+    };
+    let s = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
+    s.bind(&SocketAddr::new(ip, 0).into())?;
+    s.connect(&addr.into())?;
+    Ok(s.into())
+}

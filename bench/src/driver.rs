@@ -239,7 +239,7 @@ impl Conn {
                     }
                     (plan
                         .window
-                        .saturating_sub(sent_total - me.delivered.load(Relaxed)))
+                        .saturating_sub(sent_total.saturating_sub(me.delivered.load(Relaxed))))
                     .min(256)
                 };
                 for _ in 0..allowed {

@@ -53,6 +53,11 @@ struct Args {
     /// Seconds of traffic.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
+    /// Sessions connecting at once. All come from one address, and a hub
+    /// refuses more than `limits.max_handshakes_per_address` (32 by
+    /// default) concurrent handshakes from one address with 429.
+    #[arg(long, default_value_t = 16)]
+    connect_parallel: usize,
     /// Also run the same traffic through a bare TLS pipe (pairs only).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     baseline: bool,
@@ -153,7 +158,8 @@ async fn run(
     let cfg = SessionConfig::default();
     let t_connect = Instant::now();
     let mut conns = Vec::with_capacity(n as usize);
-    // Connect in waves so 10,000 sessions do not trip handshake limits.
+    // Connect in waves so 10,000 sessions do not trip the hub's handshake
+    // limits (per shard and per source address).
     let mut pending = Vec::new();
     for i in 0..n {
         // The baseline pipe pairs sessions by name: pair-K for 2K and 2K+1.
@@ -166,7 +172,7 @@ async fn run(
         pending.push(tokio::spawn(async move {
             driver::connect(target, &hub, creds, &ctx, cfg, epoch).await
         }));
-        if pending.len() >= 200 || i + 1 == n {
+        if pending.len() >= args.connect_parallel.max(1) || i + 1 == n {
             for p in pending.drain(..) {
                 conns.push(p.await??);
             }

@@ -13,6 +13,31 @@ pub trait Authenticator: Send + Sync + 'static {
     /// token is the proof of the earlier login, but a removed user must not
     /// come back with it).
     fn user_exists(&self, hub: &str, user: &str) -> bool;
+    /// A certificate login: the user of `hub` bound to this certificate (by
+    /// SHA-256 fingerprint or subject). `user` is the name the client gave,
+    /// if any: then that user must be the one bound. The certificate was
+    /// already verified against the hub's client CA.
+    fn authenticate_cert(
+        &self,
+        hub: &str,
+        user: Option<&str>,
+        fingerprint: &certs::Fingerprint,
+        subject: &str,
+    ) -> CertLogin {
+        let _ = (hub, user, fingerprint, subject);
+        CertLogin::NotBound
+    }
+}
+
+/// The answer to a certificate login.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CertLogin {
+    /// Logs in as this user.
+    Ok(String),
+    /// No user of the hub is bound to the certificate (or not the named one).
+    NotBound,
+    /// Several users are bound to it and the client named none.
+    Ambiguous,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,5 +137,64 @@ impl Authenticator for SharedAuth {
     }
     fn user_exists(&self, hub: &str, user: &str) -> bool {
         self.current().user_exists(hub, user)
+    }
+    fn authenticate_cert(
+        &self,
+        hub: &str,
+        user: Option<&str>,
+        fingerprint: &certs::Fingerprint,
+        subject: &str,
+    ) -> CertLogin {
+        self.current()
+            .authenticate_cert(hub, user, fingerprint, subject)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Binds every certificate to "carol", knows no passwords.
+    struct CertsOnly;
+
+    impl Authenticator for CertsOnly {
+        fn authenticate(&self, _: &str, _: &str, _: &str) -> AuthResult {
+            AuthResult::UnknownUser
+        }
+        fn user_exists(&self, _: &str, user: &str) -> bool {
+            user == "carol"
+        }
+        fn authenticate_cert(
+            &self,
+            _: &str,
+            _: Option<&str>,
+            _: &certs::Fingerprint,
+            _: &str,
+        ) -> CertLogin {
+            CertLogin::Ok("carol".into())
+        }
+    }
+
+    #[test]
+    fn the_reloadable_store_forwards_every_check() {
+        // The daemon always authenticates through SharedAuth: a method it
+        // does not forward would silently fall back to the trait default.
+        let shared = SharedAuth::new(Arc::new(CertsOnly));
+        let fp = certs::Fingerprint([7; 32]);
+        assert_eq!(
+            shared.authenticate_cert("DEFAULT", None, &fp, "CN=carol"),
+            CertLogin::Ok("carol".into())
+        );
+        assert!(shared.user_exists("DEFAULT", "carol"));
+        assert_eq!(
+            shared.authenticate("DEFAULT", "carol", "x"),
+            AuthResult::UnknownUser
+        );
+        shared.set(Arc::new(NoUsers));
+        assert_eq!(
+            shared.authenticate_cert("DEFAULT", None, &fp, "CN=carol"),
+            CertLogin::NotBound,
+            "a reload replaces the certificate bindings too"
+        );
     }
 }

@@ -56,6 +56,17 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 8192;
 pub const DEFAULT_MAX_HANDSHAKES_PER_SHARD: usize = 256;
 pub const DEFAULT_MAX_SESSIONS: usize = 100_000;
+pub const DEFAULT_MAX_HANDSHAKES_PER_ADDRESS: usize = 32;
+pub const DEFAULT_MAX_SESSIONS_PER_USER: usize = 256;
+
+pub const DEFAULT_AUTH_WINDOW: Duration = Duration::from_secs(15 * 60);
+pub const DEFAULT_AUTH_SLOW_AFTER: u32 = 3;
+pub const DEFAULT_AUTH_BASE_DELAY: Duration = Duration::from_millis(250);
+pub const DEFAULT_AUTH_MAX_DELAY: Duration = Duration::from_secs(4);
+pub const DEFAULT_AUTH_REFUSE_AFTER_PER_ADDRESS: u32 = 20;
+pub const DEFAULT_AUTH_REFUSE_AFTER_PER_USER: u32 = 100;
+pub const DEFAULT_AUTH_LOCKOUT: Duration = Duration::from_secs(5 * 60);
+pub const DEFAULT_AUTH_MAX_TRACKED: usize = 65_536;
 
 pub const DEFAULT_AGING: Duration = Duration::from_secs(300);
 pub const DEFAULT_MAX_MACS_PER_PORT: usize = 1024;
@@ -99,6 +110,7 @@ pub struct Config {
     pub tls: TlsConfig,
     pub session: SessionConfig,
     pub limits: LimitsConfig,
+    pub auth: AuthConfig,
     pub fabric: FabricConfig,
     /// The `[[hub]]` tables as written (may be empty); use [`Config::hubs`]
     /// for the effective list.
@@ -136,6 +148,10 @@ pub struct TlsConfig {
     /// Explicit opt-in for the legacy RC4/MD5 suites (needs a build with the
     /// `legacy-ciphers` feature as well).
     pub allow_legacy: bool,
+    /// A PEM file of CA certificates: when set, the hub asks every client
+    /// for a certificate issued by one of them (certificate logins, see the
+    /// users' `cert_fingerprint`/`cert_subject`). Relative to the config file.
+    pub client_ca: Option<PathBuf>,
 }
 
 impl Default for TlsConfig {
@@ -143,6 +159,7 @@ impl Default for TlsConfig {
         Self {
             ciphers: DEFAULT_CIPHERS.to_owned(),
             allow_legacy: false,
+            client_ca: None,
         }
     }
 }
@@ -204,6 +221,54 @@ pub struct LimitsConfig {
     pub max_handshakes_per_shard: usize,
     /// Sessions on the whole server.
     pub max_sessions: usize,
+    /// Concurrent TLS/HTTP handshakes (until the login is decided) from one
+    /// source address (IPv6: one /64), over all shards.
+    pub max_handshakes_per_address: usize,
+    /// Sessions of one user on one hub; 0 = no limit of its own.
+    pub max_sessions_per_user: usize,
+}
+
+/// `[auth]`: failed logins are slowed down, then refused for a while, per
+/// source address (IPv6: per /64) and per user.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Failures older than this are forgotten.
+    #[serde(deserialize_with = "de_duration")]
+    pub failure_window: Duration,
+    /// Failures (of an address or a user) before each further attempt waits.
+    pub slow_after: u32,
+    /// The first wait; it doubles with each further failure…
+    #[serde(deserialize_with = "de_duration")]
+    pub base_delay: Duration,
+    /// …up to this.
+    #[serde(deserialize_with = "de_duration")]
+    pub max_delay: Duration,
+    /// Failures from one address before it is refused (429) for `lockout`.
+    pub refuse_after_per_address: u32,
+    /// Failures for one user (from any address) before password logins of
+    /// that user are refused (429) for `lockout`.
+    pub refuse_after_per_user: u32,
+    #[serde(deserialize_with = "de_duration")]
+    pub lockout: Duration,
+    /// Addresses and users remembered at most (memory stays bounded
+    /// whatever names and addresses an attacker uses).
+    pub max_tracked: usize,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            failure_window: DEFAULT_AUTH_WINDOW,
+            slow_after: DEFAULT_AUTH_SLOW_AFTER,
+            base_delay: DEFAULT_AUTH_BASE_DELAY,
+            max_delay: DEFAULT_AUTH_MAX_DELAY,
+            refuse_after_per_address: DEFAULT_AUTH_REFUSE_AFTER_PER_ADDRESS,
+            refuse_after_per_user: DEFAULT_AUTH_REFUSE_AFTER_PER_USER,
+            lockout: DEFAULT_AUTH_LOCKOUT,
+            max_tracked: DEFAULT_AUTH_MAX_TRACKED,
+        }
+    }
 }
 
 impl Default for LimitsConfig {
@@ -213,6 +278,8 @@ impl Default for LimitsConfig {
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             max_handshakes_per_shard: DEFAULT_MAX_HANDSHAKES_PER_SHARD,
             max_sessions: DEFAULT_MAX_SESSIONS,
+            max_handshakes_per_address: DEFAULT_MAX_HANDSHAKES_PER_ADDRESS,
+            max_sessions_per_user: DEFAULT_MAX_SESSIONS_PER_USER,
         }
     }
 }
@@ -322,6 +389,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             session: SessionConfig::default(),
             limits: LimitsConfig::default(),
+            auth: AuthConfig::default(),
             fabric: FabricConfig::default(),
             hub: Vec::new(),
         }
@@ -364,6 +432,7 @@ impl Config {
             &mut config.cert_dir,
             &mut config.users_file,
             &mut config.admin_socket,
+            &mut config.tls.client_ca,
         ]
         .into_iter()
         .flatten()
@@ -884,6 +953,7 @@ impl Validator {
         self.check_tls(&c.tls);
         self.check_session(&c.session);
         self.check_limits(&c.limits);
+        self.check_auth(&c.auth);
         self.check_fabric(&c.fabric);
         self.check_hubs(c);
     }
@@ -985,6 +1055,57 @@ impl Validator {
         );
         self.nonzero(k("max_handshakes_per_shard"), l.max_handshakes_per_shard);
         self.nonzero(k("max_sessions"), l.max_sessions);
+        self.nonzero(
+            k("max_handshakes_per_address"),
+            l.max_handshakes_per_address,
+        );
+        if l.max_handshakes_per_address > l.max_handshakes_per_shard * MAX_SHARDS {
+            self.add_related(
+                k("max_handshakes_per_address"),
+                k("max_handshakes_per_shard"),
+                "is more than all shards together can hold",
+            );
+        }
+    }
+
+    fn check_auth(&mut self, a: &AuthConfig) {
+        let k = |name: &str| path("auth").key(name);
+        self.nonzero_duration(k("failure_window"), a.failure_window);
+        self.nonzero_duration(k("lockout"), a.lockout);
+        self.nonzero(k("max_tracked"), a.max_tracked);
+        self.nonzero(
+            k("refuse_after_per_address"),
+            a.refuse_after_per_address as usize,
+        );
+        self.nonzero(k("refuse_after_per_user"), a.refuse_after_per_user as usize);
+        if a.max_delay < a.base_delay {
+            self.add_related(
+                k("max_delay"),
+                k("base_delay"),
+                "must not be shorter than base_delay",
+            );
+        }
+        if a.max_delay > Duration::from_secs(60) {
+            self.add(
+                k("max_delay"),
+                "at most 60s: a longer wait only holds a connection open",
+            );
+        }
+        for (name, v) in [
+            ("refuse_after_per_address", a.refuse_after_per_address),
+            ("refuse_after_per_user", a.refuse_after_per_user),
+        ] {
+            if v != 0 && v <= a.slow_after {
+                self.add_related(
+                    k(name),
+                    k("slow_after"),
+                    format!(
+                        "{v} must be more than slow_after = {}: failures are slowed down before they are refused",
+                        a.slow_after
+                    ),
+                );
+            }
+        }
     }
 
     fn check_fabric(&mut self, f: &FabricConfig) {

@@ -11,4 +11,5 @@ pub mod reload;
 pub mod server;
 pub mod shard;
 pub mod switchboard;
+pub mod throttle;
 pub mod users;

@@ -310,6 +310,9 @@ fn settings_from(config: &Config) -> anyhow::Result<Settings> {
         max_header_bytes: config.limits.max_header_bytes,
         max_handshakes_per_shard: config.limits.max_handshakes_per_shard,
         max_sessions: config.limits.max_sessions,
+        max_handshakes_per_address: config.limits.max_handshakes_per_address,
+        max_sessions_per_user: config.limits.max_sessions_per_user,
+        auth: config.auth.clone(),
         distinct_ports: false,
     })
 }
@@ -336,7 +339,12 @@ fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         allow_legacy: config.tls.allow_legacy,
         ..TlsOptions::default()
     };
-    let ctx = tls::server_context(&identity, &opts).context("TLS setup")?;
+    let client_ca = config.tls.client_ca.as_deref();
+    let ctx =
+        tls::server_context_with_client_ca(&identity, &opts, client_ca).context("TLS setup")?;
+    if let Some(ca) = client_ca {
+        info!(client_ca = %ca.display(), "client certificates requested (certificate logins)");
+    }
     info!(ciphers = %config.tls.ciphers, openssl = tls::openssl_version(), "TLS ready");
     let users = UserDb::load_with_config(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
     if users.is_empty() && settings.hubs.iter().any(|h| !h.anonymous) {

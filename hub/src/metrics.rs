@@ -112,9 +112,61 @@ const HANDSHAKE_LABELS: [&str; 12] = [
     "shutting_down",
 ];
 
+/// Limits that refuse or cut a connection (the `limit` label of
+/// `vhub_limit_refusals_total`). Frame-level limits have their own
+/// counters (`vhub_frames_dropped_total`, `vhub_mac_refused_total`,
+/// `vhub_protocol_errors_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub enum Limit {
+    HandshakeTimeout,
+    HeaderBytes,
+    HandshakesPerShard,
+    HandshakesPerAddress,
+    Sessions,
+    SessionsPerHub,
+    SessionsPerUser,
+    LoginFailuresPerAddress,
+    LoginFailuresPerUser,
+}
+
+impl Limit {
+    pub const ALL: [Limit; 9] = [
+        Limit::HandshakeTimeout,
+        Limit::HeaderBytes,
+        Limit::HandshakesPerShard,
+        Limit::HandshakesPerAddress,
+        Limit::Sessions,
+        Limit::SessionsPerHub,
+        Limit::SessionsPerUser,
+        Limit::LoginFailuresPerAddress,
+        Limit::LoginFailuresPerUser,
+    ];
+
+    /// The label, also the name used in log lines.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limit::HandshakeTimeout => "handshake_timeout",
+            Limit::HeaderBytes => "header_bytes",
+            Limit::HandshakesPerShard => "handshakes_per_shard",
+            Limit::HandshakesPerAddress => "handshakes_per_address",
+            Limit::Sessions => "sessions",
+            Limit::SessionsPerHub => "sessions_per_hub",
+            Limit::SessionsPerUser => "sessions_per_user",
+            Limit::LoginFailuresPerAddress => "login_failures_per_address",
+            Limit::LoginFailuresPerUser => "login_failures_per_user",
+        }
+    }
+}
+
 /// All metrics of the process.
 #[derive(Debug)]
 pub struct Metrics {
+    limits: [AtomicU64; 9],
+    /// Login attempts made to wait by the failed-login throttle.
+    pub logins_delayed: AtomicU64,
+    /// Login failures not tracked because the throttle's table was full.
+    pub logins_untracked: AtomicU64,
     pub shards: Vec<ShardCounters>,
     pub sessions_by_hub: Vec<AtomicI64>,
     pub detached_by_hub: Vec<AtomicI64>,
@@ -132,6 +184,9 @@ pub struct Metrics {
 impl Metrics {
     pub fn new(hub_names: &[String], shards: usize) -> Self {
         Self {
+            limits: Default::default(),
+            logins_delayed: AtomicU64::new(0),
+            logins_untracked: AtomicU64::new(0),
             shards: (0..shards).map(|_| ShardCounters::default()).collect(),
             sessions_by_hub: hub_names.iter().map(|_| AtomicI64::new(0)).collect(),
             detached_by_hub: hub_names.iter().map(|_| AtomicI64::new(0)).collect(),
@@ -147,6 +202,15 @@ impl Metrics {
 
     pub fn handshake(&self, h: Handshake) {
         self.handshakes[h as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Counts a refusal by `limit`.
+    pub fn limit(&self, l: Limit) {
+        self.limits[l as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn limit_count(&self, l: Limit) -> u64 {
+        self.limits[l as usize].load(Relaxed)
     }
 
     pub fn handshake_count(&self, h: Handshake) -> u64 {
@@ -283,6 +347,28 @@ impl Collector for HubCollector {
                 .zip(&m.handshakes)
                 .map(|(l, v)| (l.to_string(), ConstCounter::new(v.load(Relaxed)))),
             MetricType::Counter,
+        )?;
+        labelled(
+            &mut enc,
+            "vhub_limit_refusals",
+            "Connections or logins refused (or cut) because a limit was reached, by limit.",
+            "limit",
+            Limit::ALL
+                .iter()
+                .map(|l| (l.as_str().to_string(), ConstCounter::new(m.limit_count(*l)))),
+            MetricType::Counter,
+        )?;
+        counter(
+            &mut enc,
+            "vhub_logins_delayed",
+            "Login attempts made to wait after earlier failures (address or user).",
+            m.logins_delayed.load(Relaxed),
+        )?;
+        counter(
+            &mut enc,
+            "vhub_logins_untracked",
+            "Failed logins the throttle could not remember (its table was full).",
+            m.logins_untracked.load(Relaxed),
         )?;
         let suites: Vec<(String, ConstCounter<u64>)> = m
             .suites

@@ -46,6 +46,12 @@ pub struct Settings {
     pub max_header_bytes: usize,
     pub max_handshakes_per_shard: usize,
     pub max_sessions: usize,
+    /// Concurrent handshakes from one source address (IPv6: /64).
+    pub max_handshakes_per_address: usize,
+    /// Sessions of one user on one hub; 0 = no limit.
+    pub max_sessions_per_user: usize,
+    /// Failed-login throttling.
+    pub auth: crate::config::AuthConfig,
     /// Tests only: every shard listens on a port of its own (instead of
     /// sharing one with `SO_REUSEPORT`), so a test can pick the shard.
     pub distinct_ports: bool,
@@ -75,6 +81,9 @@ impl Settings {
             max_header_bytes: switch_core::wire::http::DEFAULT_MAX_HEAD,
             max_handshakes_per_shard: 256,
             max_sessions: 100_000,
+            max_handshakes_per_address: crate::config::DEFAULT_MAX_HANDSHAKES_PER_ADDRESS,
+            max_sessions_per_user: crate::config::DEFAULT_MAX_SESSIONS_PER_USER,
+            auth: crate::config::AuthConfig::default(),
             distinct_ports: false,
         }
     }
@@ -87,6 +96,8 @@ pub struct ServerContext {
     pub page: Vec<u8>,
     pub cert_pem: Vec<u8>,
     pub auth: AuthPool,
+    /// Handshakes per address, sessions per user, failed-login throttle.
+    pub admission: crate::throttle::Admission,
 }
 
 /// A running hub.
@@ -181,6 +192,7 @@ pub fn start(
     };
     let backend = settings.backend;
     let ctx = Arc::new(ServerContext {
+        admission: crate::throttle::Admission::new(settings.auth.clone()),
         settings,
         tls,
         page,

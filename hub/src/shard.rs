@@ -17,24 +17,27 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use certs::tls::TlsConn;
+use certs::tls::{ClientCert, TlsConn};
 use slab::Slab;
 use switch_core::fabric::{DropReason, Forward, PortId};
 use switch_core::offload::{self, VnetHdr};
 use switch_core::session::{Accept, Event, ResumeError, SendError, Session, State};
-use switch_core::wire::http::{self, FrontRequest, SessionToken, Status, UpgradeRequest};
+use switch_core::wire::http::{
+    self, Credentials, FrontRequest, SessionToken, Status, UpgradeRequest,
+};
 use switch_core::wire::CloseCode;
 use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
-use crate::auth::AuthResult;
-use crate::metrics::{Handshake, Local};
+use crate::auth::{AuthResult, CertLogin};
+use crate::metrics::{Handshake, Limit, Local};
 use crate::net::{Backend, NetStream};
 use crate::server::ServerContext;
 use crate::switchboard::{
     port_to_u64, Batch, Control, HubFabric, PortLoc, SessionEntry, Switchboard, BATCH_BYTES,
     BATCH_FLOOD, BATCH_UNICAST, BATCH_VNET,
 };
+use crate::throttle::{AddrKey, Scope, Verdict};
 
 /// Bytes asked of the socket per read: large reads, few syscalls. A read
 /// starts at `READ_MIN` and doubles while reads fill the buffer, up to
@@ -61,6 +64,33 @@ pub struct Migration {
     pub entry: SessionEntry,
     pub token: SessionToken,
     pub peer: SocketAddr,
+}
+
+/// The rate-limit slot of "authentication failed" log lines (after the
+/// [`Limit`] ones).
+const AUTH_LOG_SLOT: usize = 15;
+
+/// A refused login: the parts of the HTTP error answer.
+struct Deny {
+    status: Status,
+    code: &'static str,
+    reason: String,
+    extra: Vec<String>,
+    handshake: Handshake,
+}
+
+/// A handshake in progress, counted per shard and per source address
+/// until dropped.
+struct HandshakeGuard<B: Backend> {
+    shard: Rc<Shard<B>>,
+    addr: AddrKey,
+}
+
+impl<B: Backend> Drop for HandshakeGuard<B> {
+    fn drop(&mut self) {
+        self.shard.st.borrow_mut().handshakes -= 1;
+        self.shard.ctx.admission.end_handshake(self.addr);
+    }
 }
 
 /// A live TCP+TLS connection carrying a session.
@@ -195,16 +225,34 @@ impl<B: Backend> Shard<B> {
 
     async fn handle_connection(self: Rc<Self>, stream: B::Stream, peer: SocketAddr) {
         let limits = &self.ctx.settings;
-        {
+        let addr = AddrKey::of(peer.ip());
+        let refused = {
             let mut st = self.st.borrow_mut();
             if st.handshakes >= limits.max_handshakes_per_shard {
-                drop(st);
-                self.sb.metrics.handshake(Handshake::Limited);
-                stream.shutdown();
-                return;
+                Some(Limit::HandshakesPerShard)
+            } else if !self
+                .ctx
+                .admission
+                .begin_handshake(addr, limits.max_handshakes_per_address)
+            {
+                Some(Limit::HandshakesPerAddress)
+            } else {
+                st.handshakes += 1;
+                None
             }
-            st.handshakes += 1;
+        };
+        if let Some(limit) = refused {
+            self.limit_reached(limit, peer, "connection closed before TLS");
+            self.sb.metrics.handshake(Handshake::Limited);
+            stream.shutdown();
+            return;
         }
+        // Held until the login is decided (TLS, HTTP, authentication): the
+        // handshake limits cover a slow or throttled login too.
+        let guard = HandshakeGuard {
+            shard: self.clone(),
+            addr,
+        };
         let stream = Rc::new(stream);
         // The handshake deadline: a watchdog shuts the socket down, which
         // ends the pending read (never drop an in-flight read). The
@@ -226,12 +274,20 @@ impl<B: Backend> Shard<B> {
         }
         let outcome = self.handshake(&stream, peer, &timed_out).await;
         finished.set(true);
-        self.st.borrow_mut().handshakes -= 1;
         if let Some((tls, req)) = outcome {
             let Ok(stream) = Rc::try_unwrap(stream) else {
                 unreachable!("only the watchdog's weak handle remains");
             };
-            self.upgrade(stream, tls, req, peer).await;
+            self.upgrade(stream, tls, req, peer, guard).await;
+        }
+    }
+
+    /// Counts a refusal by `limit` and logs it (at most once a second per
+    /// limit: a flood must not flood the log too).
+    fn limit_reached(&self, limit: Limit, peer: SocketAddr, what: &str) {
+        self.sb.metrics.limit(limit);
+        if self.ctx.admission.should_log(limit as usize) {
+            warn!(%peer, limit = limit.as_str(), "limit reached: {what}");
         }
     }
 
@@ -257,11 +313,16 @@ impl<B: Backend> Shard<B> {
         let metrics = &self.sb.metrics;
         // The connection ended before a request: by the deadline or not.
         let ended = |h| {
-            metrics.handshake(if timed_out.get() {
-                Handshake::Timeout
+            if timed_out.get() {
+                metrics.handshake(Handshake::Timeout);
+                self.limit_reached(
+                    Limit::HandshakeTimeout,
+                    peer,
+                    "handshake not finished in time; connection closed",
+                );
             } else {
-                h
-            })
+                metrics.handshake(h);
+            }
         };
         let mut tls = match TlsConn::server(&self.ctx.tls) {
             Ok(t) => t,
@@ -338,6 +399,9 @@ impl<B: Backend> Shard<B> {
                 Ok(None) => {}
                 Err(e) => {
                     debug!(%peer, "refused request: {e}");
+                    if let http::HttpError::HeadTooLarge(_) = e {
+                        self.limit_reached(Limit::HeaderBytes, peer, "request head too large; 431");
+                    }
                     metrics.handshake(match e {
                         http::HttpError::UnsupportedVersion { .. } => Handshake::UnsupportedVersion,
                         _ => Handshake::HttpError,
@@ -374,6 +438,139 @@ impl<B: Backend> Shard<B> {
         self.respond_and_close(&stream, &mut tls, &resp).await;
     }
 
+    /// Decides who a new session belongs to: anonymous, a password login,
+    /// or a certificate login (a client certificate and no password; a user
+    /// name, if given, says which user bound to it). Failed logins are
+    /// slowed down, then refused, per address and per user.
+    async fn login(
+        &self,
+        hub: &str,
+        anonymous: bool,
+        creds: Option<&Credentials>,
+        cert: &ClientCert,
+        peer: SocketAddr,
+    ) -> Result<String, Deny> {
+        let realm = format!("WWW-Authenticate: Basic realm=\"vhub {hub}\"");
+        let cert_login = *cert != ClientCert::None && creds.is_none_or(|c| c.password.is_empty());
+        let Some(named) = creds.map(|c| c.user.as_str()).or(cert_login.then_some("")) else {
+            if anonymous {
+                return Ok(String::new());
+            }
+            return Err(Deny {
+                status: Status::UNAUTHORIZED,
+                code: "auth-required",
+                reason: "this hub needs a user name and password (or a client certificate)".into(),
+                extra: vec![realm],
+                handshake: Handshake::AuthFailed,
+            });
+        };
+        // A password login is throttled by address and user; a certificate
+        // login by address only.
+        let throttle_user = (!cert_login).then_some((hub, named));
+        let ip = peer.ip();
+        let verdict = self
+            .ctx
+            .admission
+            .throttle
+            .lock()
+            .check(Instant::now(), ip, throttle_user);
+        match verdict {
+            Verdict::Go => {}
+            Verdict::Delay(d) => {
+                self.sb
+                    .metrics
+                    .logins_delayed
+                    .fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(d).await;
+            }
+            Verdict::Refuse { scope, retry_after } => {
+                let limit = match scope {
+                    Scope::Address => Limit::LoginFailuresPerAddress,
+                    Scope::User => Limit::LoginFailuresPerUser,
+                };
+                self.limit_reached(limit, peer, "login refused without checking; 429");
+                let secs = retry_after.as_secs().max(1);
+                return Err(Deny {
+                    status: Status::TOO_MANY_REQUESTS,
+                    code: "login-throttled",
+                    reason: format!(
+                        "too many failed logins for this {}; try again in {secs} s",
+                        scope.as_str()
+                    ),
+                    extra: vec![format!("Retry-After: {secs}")],
+                    handshake: Handshake::Limited,
+                });
+            }
+        }
+        let outcome: Result<String, (&'static str, String)> = if cert_login {
+            let name = (!named.is_empty()).then_some(named);
+            match cert {
+                ClientCert::Verified {
+                    fingerprint,
+                    subject,
+                } => match self
+                    .ctx
+                    .auth
+                    .auth
+                    .authenticate_cert(hub, name, fingerprint, subject)
+                {
+                    CertLogin::Ok(user) => Ok(user),
+                    CertLogin::NotBound => Err((
+                        "cert-not-bound",
+                        match name {
+                            Some(n) => format!("this client certificate is not bound to user {n:?} on this hub"),
+                            None => "this client certificate is not bound to a user of this hub".into(),
+                        },
+                    )),
+                    CertLogin::Ambiguous => Err((
+                        "cert-ambiguous",
+                        "several users of this hub are bound to this certificate; give the user name".into(),
+                    )),
+                },
+                ClientCert::Rejected { reason, .. } => Err((
+                    "cert-refused",
+                    format!("the client certificate was not accepted: {reason}"),
+                )),
+                ClientCert::None => unreachable!("a certificate login has a certificate"),
+            }
+        } else {
+            let c = creds.expect("a password login has credentials");
+            match self.ctx.auth.authenticate(hub, &c.user, &c.password).await {
+                AuthResult::Ok => Ok(c.user.clone()),
+                _ => Err(("auth-failed", "wrong user name or password".into())),
+            }
+        };
+        let mut throttle = self.ctx.admission.throttle.lock();
+        match outcome {
+            Ok(user) => {
+                throttle.succeeded(ip);
+                Ok(user)
+            }
+            Err((code, reason)) => {
+                let before = throttle.untracked();
+                throttle.failed(Instant::now(), ip, throttle_user);
+                if throttle.untracked() > before {
+                    self.sb
+                        .metrics
+                        .logins_untracked
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                drop(throttle);
+                // The name and the address, never the password or a hash.
+                if self.ctx.admission.should_log(AUTH_LOG_SLOT) {
+                    info!(%peer, hub, user = named, code, "authentication failed");
+                }
+                Err(Deny {
+                    status: Status::UNAUTHORIZED,
+                    code,
+                    reason,
+                    extra: vec![realm],
+                    handshake: Handshake::AuthFailed,
+                })
+            }
+        }
+    }
+
     /// The `vhub/1` upgrade: new session or resume.
     async fn upgrade(
         self: Rc<Self>,
@@ -381,6 +578,7 @@ impl<B: Backend> Shard<B> {
         tls: TlsConn,
         req: UpgradeRequest,
         peer: SocketAddr,
+        guard: HandshakeGuard<B>,
     ) {
         if self.sb.is_shutting_down() {
             return self
@@ -410,6 +608,8 @@ impl<B: Backend> Shard<B> {
                 .await;
         };
         if let Some(resume) = req.resume {
+            // A token lookup, no slow check: the handshake is over.
+            drop(guard);
             let entry = self.sb.sessions.lock().get(&resume.token).cloned();
             let user_ok = |e: &SessionEntry| match &req.credentials {
                 Some(c) => c.user == e.user,
@@ -468,44 +668,32 @@ impl<B: Backend> Shard<B> {
         }
         // A new session: authenticate.
         let vhub = &self.sb.hubs[hub];
-        let realm = format!("WWW-Authenticate: Basic realm=\"vhub {}\"", vhub.name);
-        let user = match &req.credentials {
-            None if vhub.anonymous.load(Ordering::Relaxed) => String::new(),
-            None => {
+        let cert = tls.client_cert();
+        let user = match self
+            .login(
+                &vhub.name,
+                vhub.anonymous.load(Ordering::Relaxed),
+                req.credentials.as_ref(),
+                &cert,
+                peer,
+            )
+            .await
+        {
+            Ok(user) => user,
+            Err(d) => {
+                let extra: Vec<&str> = d.extra.iter().map(String::as_str).collect();
                 return self
                     .refuse(
                         stream,
                         tls,
-                        Status::UNAUTHORIZED,
-                        "auth-required",
-                        "this hub needs a user name and password",
-                        &[&realm],
-                        Handshake::AuthFailed,
+                        d.status,
+                        d.code,
+                        &d.reason,
+                        &extra,
+                        d.handshake,
                     )
                     .await;
             }
-            Some(c) => match self
-                .ctx
-                .auth
-                .authenticate(&vhub.name, &c.user, &c.password)
-                .await
-            {
-                AuthResult::Ok => c.user.clone(),
-                _ => {
-                    info!(%peer, hub = %vhub.name, user = %c.user, "authentication failed");
-                    return self
-                        .refuse(
-                            stream,
-                            tls,
-                            Status::UNAUTHORIZED,
-                            "auth-failed",
-                            "wrong user name or password",
-                            &[&realm],
-                            Handshake::AuthFailed,
-                        )
-                        .await;
-                }
-            },
         };
         let hub_sessions = self.sb.metrics.sessions_by_hub[hub].load(Ordering::Relaxed) as usize;
         let total: i64 = self
@@ -516,9 +704,15 @@ impl<B: Backend> Shard<B> {
             .map(|a| a.load(Ordering::Relaxed))
             .sum();
         let max_sessions = vhub.max_sessions.load(Ordering::Relaxed);
-        if (max_sessions > 0 && hub_sessions >= max_sessions)
-            || total as usize >= self.ctx.settings.max_sessions
-        {
+        let full = if max_sessions > 0 && hub_sessions >= max_sessions {
+            Some(Limit::SessionsPerHub)
+        } else if total as usize >= self.ctx.settings.max_sessions {
+            Some(Limit::Sessions)
+        } else {
+            None
+        };
+        if let Some(limit) = full {
+            self.limit_reached(limit, peer, "new session refused; 429");
             return self
                 .refuse(
                     stream,
@@ -531,6 +725,26 @@ impl<B: Backend> Shard<B> {
                 )
                 .await;
         }
+        let per_user = self.ctx.settings.max_sessions_per_user;
+        if !self.ctx.admission.add_user_session(hub, &user, per_user) {
+            self.limit_reached(Limit::SessionsPerUser, peer, "new session refused; 429");
+            let reason = format!(
+                "user {user:?} has reached its limit of {per_user} sessions on this hub; end one first"
+            );
+            return self
+                .refuse(
+                    stream,
+                    tls,
+                    Status::TOO_MANY_REQUESTS,
+                    "limit-sessions-user",
+                    &reason,
+                    &["Retry-After: 30"],
+                    Handshake::Limited,
+                )
+                .await;
+        }
+        // Counted from here: remove_slot uncounts it.
+        drop(guard);
         let token = SessionToken(random_token());
         let mut cfg = self.ctx.settings.session.clone();
         if let Some(m) = req.max_frame {
@@ -918,6 +1132,7 @@ impl<B: Backend> Shard<B> {
         self.sb.remove_port(s.hub, s.port, self.id);
         st.local_ports[s.hub].retain(|&x| x != slot);
         self.sb.sessions.lock().remove(&s.token);
+        self.ctx.admission.remove_user_session(s.hub, &s.user);
         self.sb.metrics.sessions_by_hub[s.hub].fetch_sub(1, Ordering::Relaxed);
         if s.conn.is_none()
             && s.session

@@ -401,6 +401,16 @@ impl crate::auth::Authenticator for UserDb {
     fn user_exists(&self, hub: &str, user: &str) -> bool {
         self.get(hub, user).is_some()
     }
+
+    fn authenticate_cert(
+        &self,
+        hub: &str,
+        user: Option<&str>,
+        fingerprint: &Fingerprint,
+        subject: &str,
+    ) -> crate::auth::CertLogin {
+        UserDb::authenticate_cert(self, hub, user, fingerprint, subject)
+    }
 }
 
 /// A fixed hash to verify against when the user does not exist, so that an
@@ -705,6 +715,42 @@ impl UserDb {
             (None, _) => AuthResult::UnknownUser,
             (Some(_), true) => AuthResult::Ok,
             (Some(_), false) => AuthResult::BadPassword,
+        }
+    }
+
+    /// A certificate login on `hub`: the user bound to the certificate by
+    /// `cert_fingerprint` (SHA-256) or `cert_subject` (compared in the form
+    /// of [`certs::tls::subject_string`], spaces around `,` and `=`
+    /// ignored). With `name`, only that user may match. The caller has
+    /// verified the certificate against the hub's client CA.
+    pub fn authenticate_cert(
+        &self,
+        hub: &str,
+        name: Option<&str>,
+        fingerprint: &Fingerprint,
+        subject: &str,
+    ) -> crate::auth::CertLogin {
+        use crate::auth::CertLogin;
+        let bound = |u: &&User| {
+            u.cert_fingerprint.as_ref() == Some(fingerprint)
+                || u.cert_subject
+                    .as_deref()
+                    .is_some_and(|s| certs::tls::normalize_subject(s) == subject)
+        };
+        match name {
+            Some(n) => match self.get(hub, n).filter(|u| bound(u)) {
+                Some(u) => CertLogin::Ok(u.name.clone()),
+                None => CertLogin::NotBound,
+            },
+            None => {
+                let mut users = self.hubs.get(hub).into_iter().flat_map(|m| m.values());
+                let mut matched = users.by_ref().filter(|u| bound(u));
+                match (matched.next(), matched.next()) {
+                    (Some(u), None) => CertLogin::Ok(u.name.clone()),
+                    (Some(_), Some(_)) => CertLogin::Ambiguous,
+                    (None, _) => CertLogin::NotBound,
+                }
+            }
         }
     }
 

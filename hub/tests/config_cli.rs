@@ -52,7 +52,7 @@ fn bad_config_reports_every_problem_with_its_line() {
         format!("{f}:12:1: session.timeout: timeout (15s) must be longer than keepalive (20s), or a quiet but healthy link is declared dead"),
         format!("{f}:13:1: session.max_frame: 9 is out of range; allowed: 14 to 65600"),
         format!("{f}:14:1: session.max_batch: 10000 is out of range; allowed: 1 to 4096"),
-        format!("{f}:15:1: session.max_bufferd_frames: unknown field `max_bufferd_frames`, expected one of `keepalive`, `timeout`, `detach_grace`, `max_frame`, `max_batch`, `max_buffered_frames`, `max_buffered_bytes`"),
+        format!("{f}:15:1: session.max_bufferd_frames: unknown field `max_bufferd_frames`, expected one of `keepalive`, `timeout`, `detach_grace`, `max_frame`, `max_batch`, `max_buffered_frames`, `max_buffered_bytes`, `offload`"),
         format!("{f}:18:21: limits.handshake_timeout: a duration needs a unit: write \"10s\" or \"10ms\""),
         format!("{f}:19:1: limits.max_sessions: must be greater than 0"),
         format!("{f}:25:1: hub[1].name: duplicate hub name \"office\"; hub[0] has it already"),

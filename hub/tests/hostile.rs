@@ -10,15 +10,18 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use certs::tls::TlsOptions;
 use common::{
     receives, send_many, start_hub_on, upgrade_head, wait_for, HttpAnswer, IoBackend, Pair, RawTls,
     TestHub, PAIR_A, PAIR_B,
 };
+use hub::config::AuthConfig;
+use switch_core::session::SessionConfig;
 use switch_core::wire::{self, CloseCode, FramesWriter, Limits, Message};
-use vhub_bench::client::{frame, ClientError, TestClient, BROADCAST};
+use vhub_bench::client::{frame, ClientError, Extras, TestClient, BROADCAST};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -27,7 +30,14 @@ on_both_backends!(
     stalled_handshakes_and_slowloris_end_at_the_handshake_timeout,
     a_megabyte_of_headers_gets_431,
     wrong_version_unknown_hub_and_bad_resumes_get_their_status,
-    two_hundred_bad_passwords_are_all_refused,
+    a_thousand_bad_passwords_from_one_address_are_slowed_then_refused,
+    too_many_concurrent_handshakes_from_one_address_are_refused,
+    session_limits_per_user_and_per_hub_refuse_only_the_next_session,
+    a_resume_with_someone_elses_token_is_refused,
+    a_broadcast_storm_reaches_the_others_and_drops_only_what_their_queues_cannot_hold,
+    headers_without_end_are_cut_at_the_handshake_deadline,
+    failures_for_one_user_from_many_addresses_lock_that_user_only,
+    client_certificates_log_in_bound_users_and_refuse_the_rest,
     protocol_violations_close_only_the_violating_session,
     a_mac_flood_is_capped_per_port,
     a_receiver_that_never_reads_gets_tail_drops_and_slows_nobody,
@@ -320,34 +330,414 @@ fn wrong_version_unknown_hub_and_bad_resumes_get_their_status(backend: IoBackend
     assert_eq!(hub.metric(r#"vhub_sessions{hub="DEFAULT"}"#), 3.0);
 }
 
-fn two_hundred_bad_passwords_are_all_refused(backend: IoBackend) {
-    let hub = hub(backend);
+/// Small throttle settings so that a test sees every stage in little time.
+fn quick_throttle() -> AuthConfig {
+    AuthConfig {
+        failure_window: Duration::from_secs(60),
+        slow_after: 3,
+        base_delay: Duration::from_millis(5),
+        max_delay: Duration::from_millis(20),
+        refuse_after_per_address: 10,
+        refuse_after_per_user: 40,
+        lockout: Duration::from_secs(60),
+        max_tracked: 1024,
+    }
+}
+
+const LOCALHOST_2: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+
+/// A session from another loopback address (Linux routes all of 127/8).
+fn connect_from(
+    addr: SocketAddr,
+    local: IpAddr,
+    hub: &str,
+    creds: Option<(&str, &str)>,
+) -> Result<TestClient, ClientError> {
+    TestClient::connect_ext(
+        addr,
+        hub,
+        creds,
+        SessionConfig::default(),
+        &TlsOptions::default(),
+        &Extras {
+            cert: None,
+            local_ip: Some(local),
+        },
+    )
+}
+
+fn a_thousand_bad_passwords_from_one_address_are_slowed_then_refused(backend: IoBackend) {
+    let hub = start_hub_on(backend, 1, false, |s| s.auth = quick_throttle());
     let mut pair = Pair::new(hub.addr());
-    for i in 0..200 {
+    let (mut unauthorized, mut throttled) = (0, 0);
+    for i in 0..1000 {
         let pw = format!("guess-{i}");
         match TestClient::connect(hub.addr(), "DEFAULT", Some(("alice", &pw))) {
-            Err(ClientError::Refused(r)) => {
+            Err(ClientError::Refused(r)) if i < 10 => {
                 assert_eq!(
                     (r.status.0, r.code.as_str()),
                     (401, "auth-failed"),
                     "try {i}"
-                )
+                );
+                unauthorized += 1;
+            }
+            Err(ClientError::Refused(r)) => {
+                assert_eq!(
+                    (r.status.0, r.code.as_str()),
+                    (429, "login-throttled"),
+                    "try {i}: {r:?}"
+                );
+                let retry = r.retry_after.expect("Retry-After");
+                assert!((1..=60).contains(&retry), "Retry-After: {retry}");
+                throttled += 1;
             }
             Ok(_) => panic!("password {pw} accepted"),
             Err(e) => panic!("try {i}: {e}"),
         }
-        if i % 50 == 49 {
+        if i % 250 == 249 {
             pair.check(&format!("after {} bad passwords", i + 1));
         }
     }
+    assert_eq!((unauthorized, throttled), (10, 990));
     let m = hub.scrape();
+    // Only the first ten were checked (and cost a scrypt); tries 4 to 10
+    // each waited first.
     assert_eq!(
         common::metric(&m, r#"vhub_handshakes_total{result="auth_failed"}"#),
-        200.0
+        10.0
+    );
+    assert_eq!(common::metric(&m, "vhub_logins_delayed_total"), 7.0);
+    assert_eq!(
+        common::metric(
+            &m,
+            r#"vhub_limit_refusals_total{limit="login_failures_per_address"}"#
+        ),
+        990.0
+    );
+    assert_eq!(
+        common::metric(
+            &m,
+            r#"vhub_limit_refusals_total{limit="login_failures_per_user"}"#
+        ),
+        0.0
     );
     assert_eq!(common::metric(&m, r#"vhub_sessions{hub="DEFAULT"}"#), 2.0);
-    // The right password still works.
-    TestClient::connect(hub.addr(), "DEFAULT", Some(("alice", "secret"))).unwrap();
+    // Even the right password is refused from that address for now…
+    match TestClient::connect(hub.addr(), "DEFAULT", Some(("alice", "secret"))) {
+        Err(ClientError::Refused(r)) => assert_eq!(r.status.0, 429),
+        other => panic!("locked address got {:?}", other.map(|_| "a session")),
+    }
+    // …but alice from another address logs in at once: ten failures did
+    // not lock her account.
+    connect_from(
+        hub.addr(),
+        LOCALHOST_2,
+        "DEFAULT",
+        Some(("alice", "secret")),
+    )
+    .expect("alice from another address");
+    pair.check("after the lockout");
+}
+
+fn failures_for_one_user_from_many_addresses_lock_that_user_only(backend: IoBackend) {
+    let hub = start_hub_on(backend, 1, false, |s| s.auth = quick_throttle());
+    let mut pair = Pair::new(hub.addr());
+    // 40 failures for bob, two from each of 20 addresses (no address
+    // reaches its own limit of 10).
+    for i in 0..40u8 {
+        let from = IpAddr::V4(Ipv4Addr::new(127, 0, 1, 10 + i / 2));
+        match connect_from(hub.addr(), from, "OTHER", Some(("bob", "wrong"))) {
+            Err(ClientError::Refused(r)) => assert_eq!(r.status.0, 401, "try {i}: {r:?}"),
+            other => panic!("try {i}: {:?}", other.map(|_| "a session")),
+        }
+    }
+    // bob is locked now, even with his password from a fresh address.
+    let fresh = IpAddr::V4(Ipv4Addr::new(127, 0, 2, 1));
+    match connect_from(hub.addr(), fresh, "OTHER", Some(("bob", "hunter2"))) {
+        Err(ClientError::Refused(r)) => {
+            assert_eq!((r.status.0, r.code.as_str()), (429, "login-throttled"));
+            assert!(r.reason.contains("user"), "{r:?}");
+        }
+        other => panic!("locked user got {:?}", other.map(|_| "a session")),
+    }
+    let m = hub.scrape();
+    assert_eq!(
+        common::metric(
+            &m,
+            r#"vhub_limit_refusals_total{limit="login_failures_per_user"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        common::metric(
+            &m,
+            r#"vhub_limit_refusals_total{limit="login_failures_per_address"}"#
+        ),
+        0.0
+    );
+    // Other users are not affected, from the same fresh address either.
+    connect_from(hub.addr(), fresh, "DEFAULT", Some(("alice", "secret"))).expect("alice");
+    pair.check("with bob locked out");
+}
+
+fn too_many_concurrent_handshakes_from_one_address_are_refused(backend: IoBackend) {
+    let hub = start_hub_on(backend, 1, false, |s| {
+        s.max_handshakes_per_address = 4;
+        s.handshake_timeout = Duration::from_secs(5);
+    });
+    let mut pair = Pair::new(hub.addr());
+    // Four stalled handshakes from 127.0.0.1: TCP up, no ClientHello.
+    let mut stalled: Vec<TcpStream> = (0..4)
+        .map(|_| TcpStream::connect(hub.addr()).unwrap())
+        .collect();
+    // The hub has accepted them once a fifth is refused; try until then.
+    let limit = r#"vhub_limit_refusals_total{limit="handshakes_per_address"}"#;
+    assert!(
+        wait_for(T, || {
+            let got = tcp_send_expect_close(hub.addr(), b"");
+            assert!(got.is_empty(), "a refused connection gets no bytes");
+            hub.metric(limit) >= 1.0
+        }),
+        "{}",
+        hub.scrape()
+    );
+    let refused = hub.metric(limit);
+    assert_eq!(
+        hub.metric(r#"vhub_handshakes_total{result="limited"}"#),
+        refused
+    );
+    // The four are still open (the hub waits for their ClientHello).
+    for s in &mut stalled {
+        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        let mut b = [0u8; 1];
+        match s.read(&mut b) {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            other => panic!("a stalled handshake was closed early: {other:?}"),
+        }
+    }
+    // Another address is not affected, nor the sessions.
+    connect_from(
+        hub.addr(),
+        LOCALHOST_2,
+        "DEFAULT",
+        Some(("alice", "secret")),
+    )
+    .expect("a login from 127.0.0.2");
+    pair.check("with 127.0.0.1's handshakes at the limit");
+    // Once they go, 127.0.0.1 may handshake again.
+    stalled.clear();
+    assert!(
+        wait_for(T, || TestClient::connect(
+            hub.addr(),
+            "DEFAULT",
+            Some(("alice", "secret"))
+        )
+        .is_ok()),
+        "127.0.0.1 still refused after its handshakes ended"
+    );
+    pair.check("after");
+}
+
+fn session_limits_per_user_and_per_hub_refuse_only_the_next_session(backend: IoBackend) {
+    let hub = start_hub_on(backend, 1, false, |s| {
+        s.max_sessions_per_user = 3;
+        s.hubs[1].max_sessions = 2;
+    });
+    let mut pair = Pair::new(hub.addr()); // alice's first two
+    let third = TestClient::connect(hub.addr(), "DEFAULT", Some(("alice", "secret"))).unwrap();
+    match TestClient::connect(hub.addr(), "DEFAULT", Some(("alice", "secret"))) {
+        Err(ClientError::Refused(r)) => {
+            assert_eq!((r.status.0, r.code.as_str()), (429, "limit-sessions-user"));
+            assert_eq!(r.retry_after, Some(30));
+        }
+        other => panic!("a fourth session: {:?}", other.map(|_| "a session")),
+    }
+    // bob on OTHER: the hub's own limit is 2.
+    let _b1 = TestClient::connect(hub.addr(), "OTHER", Some(("bob", "hunter2"))).unwrap();
+    let _b2 = TestClient::connect(hub.addr(), "OTHER", Some(("bob", "hunter2"))).unwrap();
+    match TestClient::connect(hub.addr(), "OTHER", Some(("bob", "hunter2"))) {
+        Err(ClientError::Refused(r)) => {
+            assert_eq!((r.status.0, r.code.as_str()), (429, "limit-sessions"))
+        }
+        other => panic!("a third session on OTHER: {:?}", other.map(|_| "a session")),
+    }
+    let m = hub.scrape();
+    for (limit, n) in [
+        ("sessions_per_user", 1.0),
+        ("sessions_per_hub", 1.0),
+        ("sessions", 0.0),
+    ] {
+        let series = format!(r#"vhub_limit_refusals_total{{limit="{limit}"}}"#);
+        assert_eq!(common::metric(&m, &series), n, "{series}");
+    }
+    pair.check("at alice's session limit");
+    // Ending a session gives its place back.
+    third.close();
+    let sessions = r#"vhub_sessions{hub="DEFAULT"}"#;
+    assert!(
+        wait_for(T, || hub.metric(sessions) == 2.0),
+        "{}",
+        hub.scrape()
+    );
+    TestClient::connect(hub.addr(), "DEFAULT", Some(("alice", "secret")))
+        .expect("a session after one ended");
+    pair.check("after");
+}
+
+/// An upgrade head with any Basic credentials.
+fn upgrade_head_as(hub: &str, user: &str, password: &str, extra: &[&str]) -> String {
+    use base64::Engine as _;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    upgrade_head(hub, "vhub/1", extra).replace(
+        &format!(
+            "Authorization: Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("alice:secret")
+        ),
+        &format!("Authorization: Basic {auth}"),
+    )
+}
+
+fn a_resume_with_someone_elses_token_is_refused(backend: IoBackend) {
+    let hub = hub(backend);
+    let mut pair = Pair::new(hub.addr());
+    let (raw, token) = raw_session(hub.addr());
+    drop(raw);
+    let detached = r#"vhub_sessions_detached{hub="DEFAULT"}"#;
+    assert!(
+        wait_for(T, || hub.metric(detached) == 1.0),
+        "{}",
+        hub.scrape()
+    );
+    let resume = format!("Vhub-Resume: {token}");
+    let extra = [resume.as_str(), "Vhub-Rx: 0"];
+    // bob (a valid user of OTHER) with alice's token, on either hub; and a
+    // token that differs from alice's in its last bit only.
+    let mut flipped = token.clone();
+    let last = flipped.pop().unwrap().to_digit(16).unwrap() ^ 1;
+    flipped.push(char::from_digit(last, 16).unwrap());
+    let flipped = format!("Vhub-Resume: {flipped}");
+    let attempts = [
+        upgrade_head_as("OTHER", "bob", "hunter2", &extra),
+        upgrade_head_as("DEFAULT", "bob", "hunter2", &extra),
+        upgrade_head("DEFAULT", "vhub/1", &[&flipped, "Vhub-Rx: 0"]),
+    ];
+    for (i, head) in attempts.iter().enumerate() {
+        let a = answer(hub.addr(), head);
+        assert_eq!(
+            (a.status, a.header("vhub-error")),
+            (410, Some("session-unknown")),
+            "attempt {i}: {a:?}"
+        );
+    }
+    assert_eq!(
+        hub.metric(r#"vhub_handshakes_total{result="resume_unknown"}"#),
+        3.0
+    );
+    pair.check("after resumes with a stolen token");
+    // The owner's session is intact: alice resumes it.
+    let mut raw = RawTls::connect(hub.addr()).unwrap();
+    let a = raw.request(&upgrade_head("DEFAULT", "vhub/1", &extra));
+    assert_eq!(
+        (a.status, a.header("vhub-session")),
+        (101, Some(token.as_str()))
+    );
+    assert!(
+        wait_for(T, || hub.metric(detached) == 0.0),
+        "{}",
+        hub.scrape()
+    );
+}
+
+fn a_broadcast_storm_reaches_the_others_and_drops_only_what_their_queues_cannot_hold(
+    backend: IoBackend,
+) {
+    let hub = hub(backend);
+    let mut pair = Pair::new(hub.addr());
+    // A receiver that never reads: its queue fills.
+    let mut sink = TestClient::connect(hub.addr(), "DEFAULT", Some(("alice", "secret"))).unwrap();
+    sink.pump().unwrap();
+    let mut storm = TestClient::connect(hub.addr(), "DEFAULT", Some(("alice", "secret"))).unwrap();
+    let m0 = hub.scrape();
+    let get = |m: &str, s: &str| common::metric(m, s);
+    let (out, drops, fin) = (
+        r#"vhub_frames_total{direction="out"}"#,
+        r#"vhub_frames_dropped_total{reason="queue_full"}"#,
+        r#"vhub_frames_total{direction="in"}"#,
+    );
+    let payload = vec![0xbb; 1000];
+    const ROUNDS: usize = 5;
+    const PER_ROUND: usize = 5000;
+    for round in 0..ROUNDS {
+        let src = [0x02, 0x5b, 0, 0, 0, 1];
+        send_many(
+            &mut storm,
+            (0..PER_ROUND).map(|_| frame(BROADCAST, src, &payload)),
+        );
+        pair.check(&format!("during the storm, round {round}"));
+    }
+    // Every storm frame came in; each of its 3 receivers got it queued or
+    // counted as dropped; the pair's 2 unicasts per check were delivered.
+    let storm_frames = (ROUNDS * PER_ROUND) as f64;
+    let checks = ROUNDS as f64;
+    let expected_in = storm_frames + 2.0 * checks;
+    assert!(
+        wait_for(T, || hub.metric(fin) - get(&m0, fin) == expected_in),
+        "{}",
+        hub.scrape()
+    );
+    let m = hub.scrape();
+    let (d_out, d_drop) = (
+        get(&m, out) - get(&m0, out),
+        get(&m, drops) - get(&m0, drops),
+    );
+    assert_eq!(
+        d_out + d_drop,
+        3.0 * storm_frames + 2.0 * checks,
+        "queued {d_out} + dropped {d_drop}"
+    );
+    assert!(d_drop > 0.0, "the sink's queue never filled");
+    // No frame went to the storm itself or anywhere else.
+    assert_eq!(
+        get(&m, r#"vhub_frames_dropped_total{reason="handoff_full"}"#),
+        0.0
+    );
+    assert_eq!(get(&m, r#"vhub_sessions{hub="DEFAULT"}"#), 4.0);
+    storm.pump().expect("the storm's own session is kept");
+    pair.check("after the storm");
+    drop(sink);
+}
+
+fn headers_without_end_are_cut_at_the_handshake_deadline(backend: IoBackend) {
+    let hub = start_hub_on(backend, 1, false, |s| {
+        s.handshake_timeout = Duration::from_secs(1)
+    });
+    let mut pair = Pair::new(hub.addr());
+    let mut raw = RawTls::connect(hub.addr()).unwrap();
+    // A request line and a header, then nothing: no blank line ever comes.
+    raw.send(b"GET /vhub/DEFAULT HTTP/1.1\r\nHost: x\r\nX-Pending: ")
+        .unwrap();
+    assert!(raw.wait_closed(T), "still open");
+    assert!(
+        raw.plain.is_empty(),
+        "{:?}",
+        String::from_utf8_lossy(&raw.plain)
+    );
+    // The hub counts it as its read ends, just after the client saw it.
+    let timeouts = r#"vhub_handshakes_total{result="timeout"}"#;
+    assert!(
+        wait_for(T, || hub.metric(timeouts) == 1.0),
+        "{}",
+        hub.scrape()
+    );
+    assert_eq!(
+        hub.metric(r#"vhub_limit_refusals_total{limit="handshake_timeout"}"#),
+        1.0
+    );
+    pair.check("after headers without end");
 }
 
 /// A FRAMES message with one frame of `len` bytes.
@@ -378,6 +768,11 @@ fn protocol_violations_close_only_the_violating_session(backend: IoBackend) {
     let mut m = frames_message(1, 60);
     m[4..8].copy_from_slice(&u32::MAX.to_be_bytes());
     violations.push(("body 4 GiB", m));
+    // A batch that lies about its length: the body length says 26 bytes
+    // (one 10-byte frame) but the frame inside says it has 60.
+    let mut m = frames_message(1, 60);
+    m[4..8].copy_from_slice(&26u32.to_be_bytes());
+    violations.push(("batch shorter than its frame", m));
     // An ACK for frame 1000: the hub sent this session nothing.
     let mut m = Vec::new();
     wire::encode_ack(&mut m, 1000);
@@ -548,4 +943,198 @@ fn a_client_that_vanishes_mid_record_leaves_a_detached_session(backend: IoBacken
     c.send(&f);
     c.pump().unwrap();
     assert!(receives(&mut pair.b, n, &f, T));
+}
+
+// ----------------------------------------------------------------------
+// Client certificates (the TLS layer is the same on both backends).
+// ----------------------------------------------------------------------
+
+/// Runs `openssl ARGS` in `dir`; panics with its output on failure.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the openssl CLI is installed");
+    assert!(
+        out.status.success(),
+        "openssl {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA (`NAME.crt`, `NAME.key`) made by the openssl CLI.
+fn make_ca(dir: &std::path::Path, name: &str) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={name}"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.crt"),
+        ],
+    );
+}
+
+/// A client certificate for `subj` signed by CA `ca`, loaded (its key file
+/// has mode 0600, or the certs crate would refuse it).
+fn make_client(dir: &std::path::Path, ca: &str, name: &str, subj: &str) -> certs::Identity {
+    use std::os::unix::fs::PermissionsExt;
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            subj,
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+        ],
+    );
+    std::fs::write(
+        dir.join("client.ext"),
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-days",
+            "2",
+            "-CA",
+            &format!("{ca}.crt"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-CAcreateserial",
+            "-extfile",
+            "client.ext",
+            "-out",
+            &format!("{name}.crt"),
+        ],
+    );
+    let key = dir.join(format!("{name}.key"));
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    certs::load(&dir.join(format!("{name}.crt")), &key).expect("load the client identity")
+}
+
+fn client_certificates_log_in_bound_users_and_refuse_the_rest(backend: IoBackend) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    make_ca(dir, "clients-ca");
+    make_ca(dir, "other-ca");
+    let carol = make_client(dir, "clients-ca", "carol", "/CN=carol");
+    let dave = make_client(dir, "clients-ca", "dave", "/O=vhub-test/CN=dave");
+    let erin = make_client(dir, "clients-ca", "erin", "/CN=erin");
+    // Same subject as carol, but from a CA the hub does not trust.
+    let mallory = make_client(dir, "other-ca", "mallory", "/CN=carol");
+    let hash = hub::users::hash_password_with_cost("secret", 10).unwrap();
+    let users = format!(
+        "[[user]]\nname = \"alice\"\nhub = \"DEFAULT\"\npassword = \"{hash}\"\n\
+         [[user]]\nname = \"carol\"\nhub = \"DEFAULT\"\ncert_fingerprint = \"{}\"\n\
+         [[user]]\nname = \"dave\"\nhub = \"DEFAULT\"\ncert_subject = \"O = vhub-test, CN = dave\"\n",
+        carol.fingerprint()
+    );
+    let db = hub::users::UserDb::from_toml(&users, &dir.join("users.toml")).unwrap();
+    let hub = common::start_hub_spec(
+        common::HubSpec {
+            backend,
+            client_ca: Some(dir.join("clients-ca.crt")),
+            auth: Some(std::sync::Arc::new(db)),
+            ..Default::default()
+        },
+        |s| s.auth = quick_throttle(),
+    );
+    // Password logins (no certificate) still work: the pair is alice's.
+    let mut pair = Pair::new(hub.addr());
+    let with_cert = |id: &certs::Identity, creds: Option<(&str, &str)>| {
+        TestClient::connect_ext(
+            hub.addr(),
+            "DEFAULT",
+            creds,
+            SessionConfig::default(),
+            &TlsOptions::default(),
+            &Extras {
+                cert: Some(id.clone()),
+                local_ip: None,
+            },
+        )
+    };
+    let refused = |r: Result<TestClient, ClientError>| match r {
+        Err(ClientError::Refused(r)) => (r.status.0, r.code),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("logged in"),
+    };
+    // Bound by fingerprint, without a user name or with it.
+    let mut c = with_cert(&carol, None).expect("carol by certificate");
+    with_cert(&carol, Some(("carol", ""))).expect("carol by certificate, named");
+    // Bound by subject.
+    with_cert(&dave, None).expect("dave by certificate subject");
+    pair.check("with certificate sessions");
+    let n = pair.a.received.len();
+    let f = frame(PAIR_A, [0x02, 0xc0, 0, 0, 0, 1], b"from carol");
+    c.send(&f);
+    c.pump().unwrap();
+    assert!(receives(&mut pair.a, n, &f, T), "carol's frame arrives");
+
+    // Another CA: refused, saying why.
+    assert_eq!(
+        refused(with_cert(&mallory, None)),
+        (401, "cert-refused".into())
+    );
+    assert_eq!(
+        refused(with_cert(&mallory, Some(("carol", "")))),
+        (401, "cert-refused".into())
+    );
+    // The right CA, but bound to nobody, or to another user than named.
+    assert_eq!(
+        refused(with_cert(&erin, None)),
+        (401, "cert-not-bound".into())
+    );
+    assert_eq!(
+        refused(with_cert(&erin, Some(("carol", "")))),
+        (401, "cert-not-bound".into())
+    );
+    assert_eq!(
+        refused(with_cert(&carol, Some(("dave", "")))),
+        (401, "cert-not-bound".into())
+    );
+    // A certificate does not replace a password that is given: wrong is wrong.
+    assert_eq!(
+        refused(with_cert(&carol, Some(("alice", "wrong")))),
+        (401, "auth-failed".into())
+    );
+    // No certificate, no credentials.
+    assert_eq!(
+        refused(TestClient::connect(hub.addr(), "DEFAULT", None)),
+        (401, "auth-required".into())
+    );
+    let m = hub.scrape();
+    assert_eq!(
+        common::metric(&m, r#"vhub_handshakes_total{result="auth_failed"}"#),
+        7.0
+    );
+    assert_eq!(common::metric(&m, r#"vhub_sessions{hub="DEFAULT"}"#), 5.0);
+    pair.check("after refused certificates");
 }

@@ -487,6 +487,29 @@ impl TlsConn {
         self.peer_certificate().map(|c| Fingerprint::of(&c))
     }
 
+    /// The client certificate's verdict, on a hub whose context asked for
+    /// one ([`server_context_with_client_ca`](super::server_context_with_client_ca)).
+    /// Call after the handshake.
+    pub fn client_cert(&self) -> ClientCert {
+        let ssl = self.stream.ssl();
+        let Some(cert) = ssl.peer_certificate() else {
+            return ClientCert::None;
+        };
+        let fingerprint = Fingerprint::of(&cert);
+        let subject = subject_string(cert.subject_name());
+        match ssl.verify_result() {
+            openssl::x509::X509VerifyResult::OK => ClientCert::Verified {
+                fingerprint,
+                subject,
+            },
+            e => ClientCert::Rejected {
+                fingerprint,
+                subject,
+                reason: e.error_string().to_owned(),
+            },
+        }
+    }
+
     /// The OpenSSL session, for what this type does not wrap (ALPN,
     /// session reuse, client certificates).
     pub fn ssl(&self) -> &SslRef {
@@ -656,4 +679,90 @@ mod tests {
         d.write_all(b"out").unwrap();
         assert_eq!(d.outgoing, b"out");
     }
+}
+
+/// What a client presented, as judged by the hub's client CA.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientCert {
+    /// No certificate (or the hub did not ask for one).
+    None,
+    /// Issued by the configured CA (chain, dates and purpose checked).
+    Verified {
+        fingerprint: Fingerprint,
+        /// See [`subject_string`].
+        subject: String,
+    },
+    /// Presented but not acceptable: another CA, expired, …
+    Rejected {
+        fingerprint: Fingerprint,
+        subject: String,
+        /// OpenSSL's verify error, e.g. "unable to get local issuer certificate".
+        reason: String,
+    },
+}
+
+/// A certificate name as `KEY=value` pairs in certificate order joined by
+/// `,` (e.g. `O=Example,CN=alice`), with OpenSSL's short names. Values
+/// are taken as UTF-8; `,` `=` `\\` in a value are escaped with `\\`.
+pub fn subject_string(name: &openssl::x509::X509NameRef) -> String {
+    let mut out = String::new();
+    for e in name.entries() {
+        if !out.is_empty() {
+            out.push(',');
+        }
+        let key = e.object().nid().short_name().unwrap_or("?");
+        out.push_str(key);
+        out.push('=');
+        let value = e
+            .data()
+            .to_string()
+            .map(|v| v.to_string())
+            .unwrap_or_else(|_| String::from_utf8_lossy(e.data().as_slice()).into_owned());
+        for c in value.chars() {
+            if matches!(c, ',' | '=' | '\\') {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Normalizes a subject written by a person (`CN = alice, O=Example`, or
+/// OpenSSL's `/O=Example/CN=alice`) to the form of [`subject_string`]:
+/// spaces around separators removed, `/`-separated input turned around
+/// into `,`-separated pairs in the same order.
+pub fn normalize_subject(s: &str) -> String {
+    let s = s.trim();
+    let parts: Vec<&str> = if let Some(rest) = s.strip_prefix('/') {
+        rest.split('/').collect()
+    } else {
+        split_unescaped(s)
+    };
+    parts
+        .iter()
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => format!("{}={}", k.trim(), v.trim()),
+            None => p.trim().to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn split_unescaped(s: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut start, mut escaped) = (0, false);
+    for (i, c) in s.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            ',' => {
+                parts.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&s[start..]);
+    parts
 }

@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::OnceLock;
 
@@ -356,6 +356,21 @@ pub fn openssl_version() -> &'static str {
 /// The hub's context: its certificate and key (and chain), the chosen
 /// suites, server preference for its own order, no renegotiation.
 pub fn server_context(id: &Identity, opts: &TlsOptions) -> Result<SslContext, TlsError> {
+    server_context_with_client_ca(id, opts, None)
+}
+
+/// As [`server_context`]; with `client_ca`, the hub also *requests* (never
+/// requires) a client certificate and checks it against the CA
+/// certificates in that PEM file. The handshake never fails for a missing
+/// or bad client certificate: the verdict is read afterwards with
+/// [`TlsConn::client_cert`](super::TlsConn::client_cert), so that the hub
+/// can answer with an HTTP status that says what was wrong (and password
+/// logins keep working on the same port).
+pub fn server_context_with_client_ca(
+    id: &Identity,
+    opts: &TlsOptions,
+    client_ca: Option<&Path>,
+) -> Result<SslContext, TlsError> {
     let plan = Plan::new(opts)?;
     if plan.needs_rsa && id.key.id() != Id::RSA {
         return Err(TlsError::Config {
@@ -378,28 +393,71 @@ pub fn server_context(id: &Identity, opts: &TlsOptions) -> Result<SslContext, Tl
     }
     b.check_private_key()
         .map_err(config("the hub private key"))?;
+    if let Some(path) = client_ca {
+        let what = || format!("client CA file {}", path.display());
+        for c in read_pem_certs(path, &what)? {
+            b.add_client_ca(&c).map_err(config(what()))?;
+            b.cert_store_mut().add_cert(c).map_err(config(what()))?;
+        }
+        // Verify, but let the handshake finish whatever the verdict: the
+        // result stays in SSL_get_verify_result for the HTTP layer.
+        b.set_verify_callback(SslVerifyMode::PEER, |_ok, _ctx| true);
+        b.set_verify_depth(4);
+        // Sessions resumed by ticket keep the verdict of the full handshake;
+        // a context id is required for session reuse with client certs.
+        b.set_session_id_context(b"vhub-client-ca")
+            .map_err(config(what()))?;
+    }
     Ok(b.build())
+}
+
+/// Every certificate of a PEM file; an error naming the file when it has
+/// none or cannot be read.
+fn read_pem_certs(path: &Path, what: &dyn Fn() -> String) -> Result<Vec<X509>, TlsError> {
+    let pem = fs::read(path).map_err(|e| TlsError::Config {
+        what: what(),
+        reason: format!("cannot read it: {e}"),
+    })?;
+    let certs = X509::stack_from_pem(&pem).map_err(config(what()))?;
+    if certs.is_empty() {
+        return Err(TlsError::Config {
+            what: what(),
+            reason: "it holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into(),
+        });
+    }
+    Ok(certs)
 }
 
 /// The client's context: the chosen suites and how the hub is trusted.
 pub fn client_context(verify: &Verify, opts: &TlsOptions) -> Result<SslContext, TlsError> {
+    client_context_with_cert(verify, opts, None)
+}
+
+/// As [`client_context`], presenting `cert` (certificate, key and chain)
+/// when the hub asks for a client certificate.
+pub fn client_context_with_cert(
+    verify: &Verify,
+    opts: &TlsOptions,
+    cert: Option<&Identity>,
+) -> Result<SslContext, TlsError> {
     let plan = Plan::new(opts)?;
     let mut b = plan.builder(SslMethod::tls_client())?;
+    if let Some(id) = cert {
+        b.set_certificate(&id.cert)
+            .map_err(config("the client certificate"))?;
+        b.set_private_key(&id.key)
+            .map_err(config("the client private key"))?;
+        for c in &id.chain {
+            b.add_extra_chain_cert(c.clone())
+                .map_err(config("the client certificate chain"))?;
+        }
+        b.check_private_key()
+            .map_err(config("the client private key"))?;
+    }
     let meta = match verify {
         Verify::Ca(path) => {
             let what = || format!("CA file {}", path.display());
-            let pem = fs::read(path).map_err(|e| TlsError::Config {
-                what: what(),
-                reason: format!("cannot read it: {e}"),
-            })?;
-            let certs = X509::stack_from_pem(&pem).map_err(config(what()))?;
-            if certs.is_empty() {
-                return Err(TlsError::Config {
-                    what: what(),
-                    reason: "it holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into(),
-                });
-            }
-            for c in certs {
+            for c in read_pem_certs(path, &what)? {
                 b.cert_store_mut().add_cert(c).map_err(config(what()))?;
             }
             b.set_verify(SslVerifyMode::PEER);

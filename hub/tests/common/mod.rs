@@ -111,6 +111,10 @@ pub struct HubSpec {
     pub tls: TlsOptions,
     /// The hub's certificate; a fresh one when `None`.
     pub identity: Option<Identity>,
+    /// Ask clients for a certificate issued by the CAs in this PEM file.
+    pub client_ca: Option<std::path::PathBuf>,
+    /// The user store; [`TestUsers`] when `None`.
+    pub auth: Option<Arc<dyn Authenticator>>,
 }
 
 impl Default for HubSpec {
@@ -121,6 +125,8 @@ impl Default for HubSpec {
             anonymous: false,
             tls: TlsOptions::default(),
             identity: None,
+            client_ca: None,
+            auth: None,
         }
     }
 }
@@ -154,7 +160,8 @@ pub fn start_hub_spec(spec: HubSpec, tweak: impl FnOnce(&mut Settings)) -> TestH
         },
     ];
     tweak(&mut settings);
-    let ctx = tls::server_context(&identity, &spec.tls).expect("TLS context");
+    let ctx = tls::server_context_with_client_ca(&identity, &spec.tls, spec.client_ca.as_deref())
+        .expect("TLS context");
     let page = server::front_page(
         &settings.name,
         &identity.fingerprint().to_string(),
@@ -165,7 +172,7 @@ pub fn start_hub_spec(spec: HubSpec, tweak: impl FnOnce(&mut Settings)) -> TestH
         ctx,
         identity.cert_pem(),
         page,
-        Arc::new(TestUsers),
+        spec.auth.unwrap_or_else(|| Arc::new(TestUsers)),
     )
     .expect("hub starts");
     TestHub {

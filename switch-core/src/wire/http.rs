@@ -33,8 +33,30 @@ pub const DEFAULT_MAX_HEAD: usize = 8 * 1024;
 pub const MAX_HUB_NAME: usize = 64;
 
 /// A random secret that names a session for resumption (128 bits).
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// Equality is constant-time (no early exit at the first differing byte),
+/// so that comparing a guessed token with a real one takes the same time
+/// however many leading bytes match.
+#[derive(Clone, Copy, Eq)]
 pub struct SessionToken(pub [u8; 16]);
+
+impl std::hash::Hash for SessionToken {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+impl PartialEq for SessionToken {
+    fn eq(&self, other: &Self) -> bool {
+        let diff = self
+            .0
+            .iter()
+            .zip(other.0.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        // black_box: the optimizer must not turn the fold into memcmp.
+        std::hint::black_box(diff) == 0
+    }
+}
 
 impl fmt::Display for SessionToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
