@@ -1033,6 +1033,10 @@ impl<T: TapIo> Bridge<T> {
                     self.attempt_failed(t, format!("the hub refused the session: {r}"), wait);
                 } else {
                     let advice = match r.status.0 {
+                        401 | 403 if self.settings.client_cert.is_some() => {
+                            " (not retrying; check --cert and --key, the hub's client CA \
+                             and which user the certificate is bound to)"
+                        }
                         401 | 403 => {
                             " (not retrying: repeated attempts could lock the account; \
                              check --user and --password-file)"

@@ -49,6 +49,16 @@ pub struct ConnectArgs {
     #[arg(long, env = "VNIC_PASSWORD_FILE")]
     pub password_file: Option<PathBuf>,
 
+    /// Log in with this client certificate (PEM) instead of a password, on
+    /// hubs with a client CA: the hub finds the user bound to it (name it
+    /// with --user if several are). Needs --key.
+    #[arg(long, env = "VNIC_CERT", requires = "key")]
+    pub cert: Option<PathBuf>,
+
+    /// The client certificate's private key (PEM, mode 0600 or stricter).
+    #[arg(long, env = "VNIC_KEY", requires = "cert")]
+    pub key: Option<PathBuf>,
+
     /// TAP device to create, or to attach to if it exists [default: vnic0].
     #[arg(long, env = "VNIC_TAP")]
     pub tap: Option<String>,

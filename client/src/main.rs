@@ -63,7 +63,18 @@ fn connect(args: &ConnectArgs) -> ExitCode {
         }
     };
     let verify = settings.trust.verify(&settings.url.host_port());
-    let ctx = match certs::tls::client_context(&verify, &settings.tls) {
+    let identity = match &settings.client_cert {
+        None => None,
+        Some((cert, key)) => match certs::load(cert, key) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                eprintln!("vnic: client certificate: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let ctx = match certs::tls::client_context_with_cert(&verify, &settings.tls, identity.as_ref())
+    {
         Ok(c) => c,
         Err(e) => {
             eprintln!("vnic: TLS setup: {e}");

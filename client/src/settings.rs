@@ -33,6 +33,8 @@ pub struct FileConfig {
     pub user: Option<String>,
     /// Relative to the config file's directory.
     pub password_file: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
     pub tap: Option<String>,
     pub ip: Option<String>,
     pub ca: Option<PathBuf>,
@@ -78,6 +80,8 @@ impl FileConfig {
         let base = path.parent().unwrap_or(Path::new(""));
         for p in [
             &mut c.password_file,
+            &mut c.cert,
+            &mut c.key,
             &mut c.ca,
             &mut c.known_hubs,
             &mut c.status_file,
@@ -105,6 +109,8 @@ pub struct IcmpSettings {
 pub struct Settings {
     pub url: HubUrl,
     pub credentials: Option<Credentials>,
+    /// A client certificate and its key (PEM files) to log in with.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
     pub tap: String,
     pub ip: Option<Ipv4Cidr>,
     pub trust: Trust,
@@ -208,6 +214,17 @@ impl Settings {
 
         let user = args.user.clone().or(file.user);
         let password_file = args.password_file.clone().or(file.password_file);
+        let client_cert = match (
+            args.cert.clone().or(file.cert),
+            args.key.clone().or(file.key),
+        ) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => {
+                check(Err("--cert and --key go together".into()));
+                None
+            }
+        };
         let credentials = match (user, password_file) {
             (Some(user), Some(pf)) => match read_password(&pf) {
                 Ok(password) => Some(Credentials { user, password }),
@@ -216,6 +233,11 @@ impl Settings {
                     None
                 }
             },
+            // A certificate login naming its user: no password.
+            (Some(user), None) if client_cert.is_some() => Some(Credentials {
+                user,
+                password: String::new(),
+            }),
             (Some(user), None) => {
                 check(Err(format!(
                     "--user {user} needs --password-file FILE (the password never goes on the command line)"
@@ -393,6 +415,7 @@ impl Settings {
             Some(url) if problems.is_empty() => Ok(Settings {
                 url,
                 credentials,
+                client_cert,
                 tap,
                 ip,
                 trust,

@@ -172,3 +172,93 @@ fn max_retries_bounds_the_attempts() {
     assert!(out.contains("giving up after 3 failed attempt(s)"), "{out}");
     assert_eq!(out.matches("connection refused").count(), 3, "{out}");
 }
+
+/// A self-signed client certificate and its key (0600), made by the
+/// `openssl` CLI.
+fn client_cert(dir: &std::path::Path, name: &str, subject: &str) -> (String, String) {
+    use std::os::unix::fs::PermissionsExt;
+    let (crt, key) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", subject, "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    (crt.display().to_string(), key.display().to_string())
+}
+
+#[test]
+fn a_client_certificate_logs_in_and_a_foreign_one_is_refused() {
+    if !require_root("a_client_certificate_logs_in_and_a_foreign_one_is_refused") {
+        return;
+    }
+    require_tool("openssl", "openssl");
+    let _lock = TestLock::take();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (carol_crt, carol_key) = client_cert(d, "carol", "/CN=carol");
+    // Same subject, another key, not issued by the hub's client CA.
+    let (mallory_crt, mallory_key) = client_cert(d, "mallory", "/CN=carol");
+    let fp = certs::load(carol_crt.as_ref(), carol_key.as_ref())
+        .unwrap()
+        .fingerprint();
+    // The hub trusts carol's (self-signed) certificate as its client CA,
+    // and binds the user carol to its fingerprint.
+    let hub = Hub::start_custom(
+        d,
+        &d.join("certs"),
+        free_port(),
+        &format!("[tls]\nclient_ca = \"{carol_crt}\"\n"),
+        &format!("\n[[user]]\nname = \"carol\"\nhub = \"DEFAULT\"\ncert_fingerprint = \"{fp}\"\n"),
+    );
+    let a = Ns::new("ccert", 'a', 8, 1);
+    let no_pw = d.join("unused");
+    let with = |crt: &str, key: &str, tap: &'static str| VnicOpts {
+        user: "",
+        tap,
+        ..opts(
+            &a,
+            hub.port,
+            &no_pw,
+            d,
+            vec!["--cert".into(), crt.into(), "--key".into(), key.into()],
+        )
+    };
+    // No password anywhere: the certificate is the login.
+    let mut v = Vnic::start(&a, with(&carol_crt, &carol_key, "vnic0"));
+    v.wait_connected(T);
+    assert!(
+        hub.log().contains("user=carol"),
+        "the session is carol's:\n{}",
+        hub.log()
+    );
+    v.proc.stop();
+    // A certificate the client CA did not issue: refused once, for good.
+    let mut m = Vnic::start(&a, with(&mallory_crt, &mallory_key, "vnic1"));
+    let status = m.proc.wait_exit(T).expect("vnic gives up");
+    let out = m.proc.output();
+    assert_eq!(status.code(), Some(3), "exit code for a refusal:\n{out}");
+    assert!(
+        out.contains("401") && out.contains("client certificate was not accepted"),
+        "{out}"
+    );
+    assert!(out.contains("check --cert and --key"), "{out}");
+}

@@ -401,6 +401,18 @@ impl Hub {
     }
 
     pub fn start_on(dir: &Path, cert_dir: &Path, port: u16) -> Hub {
+        Self::start_custom(dir, cert_dir, port, "", "")
+    }
+
+    /// As [`start_on`](Self::start_on), with `extra_config` appended to the
+    /// config (e.g. a `[tls]` table) and `extra_users` to the users file.
+    pub fn start_custom(
+        dir: &Path,
+        cert_dir: &Path,
+        port: u16,
+        extra_config: &str,
+        extra_users: &str,
+    ) -> Hub {
         let metrics_port = free_port();
         let config = dir.join(format!("hub-{port}.toml"));
         std::fs::write(
@@ -421,6 +433,7 @@ name = "DEFAULT"
 
 [[hub]]
 name = "OTHER"
+{extra_config}
 "#,
                 cert = cert_dir.display(),
                 admin = dir.join(format!("admin-{port}.sock")).display(),
@@ -451,6 +464,14 @@ name = "OTHER"
                 "vhub user add: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
+        }
+        if !extra_users.is_empty() {
+            use std::io::Write as _;
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(cert_dir.join("users.toml"))
+                .expect("the users file vhub user add wrote");
+            f.write_all(extra_users.as_bytes()).unwrap();
         }
         let mut h = Hub {
             dir: dir.to_owned(),
@@ -587,14 +608,18 @@ impl Vnic {
         let known = o.dir.join(format!("known_hubs-{}", ns.name));
         let url = format!("https://{}:{}/{}", o.hub_ip, o.port, o.hub);
         let vnic = vnic_bin();
-        let mut args: Vec<String> = vec![
-            vnic.display().to_string(),
-            "connect".into(),
-            url,
-            "--user".into(),
-            o.user.into(),
-            "--password-file".into(),
-            o.password_file.display().to_string(),
+        let mut args: Vec<String> = vec![vnic.display().to_string(), "connect".into(), url];
+        // An empty user: no --user/--password-file (anonymous, or a
+        // certificate login through `extra`).
+        if !o.user.is_empty() {
+            args.extend([
+                "--user".into(),
+                o.user.into(),
+                "--password-file".into(),
+                o.password_file.display().to_string(),
+            ]);
+        }
+        args.extend([
             "--tap".into(),
             o.tap.into(),
             "--keepalive".into(),
@@ -605,7 +630,7 @@ impl Vnic {
             "2s".into(),
             "--status-file".into(),
             status_file.display().to_string(),
-        ];
+        ]);
         if !o
             .extra
             .iter()
