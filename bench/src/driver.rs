@@ -196,6 +196,40 @@ impl Conn {
         Ok(())
     }
 
+    /// Keeps the session alive (keep-alives, ACKs, PONGs) until `go` turns
+    /// true: while 10,000 sessions connect a few at a time, the first ones
+    /// must not time out.
+    pub async fn hold(
+        &mut self,
+        go: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        while !*go.borrow() {
+            self.flush().await?;
+            let wait = self
+                .session
+                .poll_timeout()
+                .map(|t| t.saturating_duration_since(Instant::now()))
+                .unwrap_or(Duration::from_secs(1))
+                .min(Duration::from_secs(1));
+            tokio::select! {
+                r = self.stream.read(&mut self.buf) => {
+                    let n = r?;
+                    if n == 0 {
+                        anyhow::bail!("hub closed the connection while the others connected");
+                    }
+                    self.tls.feed(&self.buf[..n]);
+                    self.tls.read_plaintext(&mut self.plain_in)?;
+                    // Nothing is sent before the run: any frame is stray.
+                    let used = self.session.handle_input(Instant::now(), &self.plain_in, |_| {})?;
+                    self.plain_in.drain(..used);
+                }
+                _ = go.changed() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Runs the plan until `until` plus a drain period with no traffic.
     pub async fn run(mut self, plan: Plan, hist: &mut Histogram<u64>) -> anyhow::Result<()> {
         let me = &plan.all[plan.id as usize];
@@ -209,15 +243,16 @@ impl Conn {
         let mut last_progress = Instant::now();
         let mut last_delivered = 0u64;
         let mut drain_since: Option<Instant> = None;
-        // Announce our MAC with a broadcast (sequence 0, ignored by
-        // receivers) so the hub learns it before the measured traffic.
-        // Only unicast senders need it (their peers send back to them);
-        // an idle or broadcast run must not start with a broadcast storm.
+        // Announce our MAC (sequence 0) so the hub learns it before the
+        // measured traffic: a frame to ourselves, which the hub learns from
+        // and then drops (same segment) — not a broadcast, which with
+        // 10,000 sessions would be 10^8 copies queued before the run.
+        // Only unicast senders need it (their peers send back to them).
+        let my_mac = mac_of(plan.id);
         if plan.dsts.first().is_some_and(|d| d[0] & 1 == 0) {
-            build_frame(&mut frame, [0xff; 6], plan.id, 0, 0, 64);
+            build_frame(&mut frame, my_mac, plan.id, 0, 0, 64);
             let _ = self.session.send_frame(&frame);
         }
-        let my_mac = mac_of(plan.id);
         loop {
             let now = Instant::now();
             let sending = now >= plan.start && now < plan.until && !plan.dsts.is_empty();

@@ -158,9 +158,12 @@ async fn run(
     let cfg = SessionConfig::default();
     let t_connect = Instant::now();
     let mut conns = Vec::with_capacity(n as usize);
-    // Connect in waves so 10,000 sessions do not trip the hub's handshake
-    // limits (per shard and per source address).
-    let mut pending = Vec::new();
+    // A few at a time (the hub's handshake limits, per shard and per source
+    // address); connected sessions keep themselves alive until all are in.
+    let parallel = args.connect_parallel.max(1);
+    let sem = Arc::new(tokio::sync::Semaphore::new(parallel));
+    let (go_tx, go_rx) = tokio::sync::watch::channel(false);
+    let mut pending = Vec::with_capacity(n as usize);
     for i in 0..n {
         // The baseline pipe pairs sessions by name: pair-K for 2K and 2K+1.
         let hub = if args.hub_name == "pipe" {
@@ -169,14 +172,21 @@ async fn run(
             args.hub_name.clone()
         };
         let (ctx, creds, cfg) = (ctx.clone(), creds.clone(), cfg.clone());
+        let permit = sem.clone().acquire_owned().await?;
+        let mut go = go_rx.clone();
         pending.push(tokio::spawn(async move {
-            driver::connect(target, &hub, creds, &ctx, cfg, epoch).await
+            let c = driver::connect(target, &hub, creds, &ctx, cfg, epoch).await;
+            drop(permit);
+            let mut c = c?;
+            c.hold(&mut go).await?;
+            anyhow::Ok(c)
         }));
-        if pending.len() >= args.connect_parallel.max(1) || i + 1 == n {
-            for p in pending.drain(..) {
-                conns.push(p.await??);
-            }
-        }
+    }
+    // Every permit back: every connection attempt has finished.
+    let _all = sem.acquire_many(parallel as u32).await?;
+    let _ = go_tx.send(true);
+    for p in pending {
+        conns.push(p.await??);
     }
     let connect_seconds = t_connect.elapsed().as_secs_f64();
     let all: Arc<Vec<Counters>> = Arc::new((0..n).map(|_| Counters::default()).collect());
@@ -197,9 +207,9 @@ async fn run(
     };
     let duration = Duration::from_secs_f64(args.duration);
     let cpu0 = hub_pid.and_then(proc_stat);
-    // Half a second (plus a little per session) for every session to
+    // Half a second (plus 0.5 ms per session) for every session to
     // announce its MAC before the measured traffic starts.
-    let start = Instant::now() + Duration::from_millis(500 + u64::from(n) / 10);
+    let start = Instant::now() + Duration::from_millis(500 + u64::from(n) / 2);
     let until = start + duration;
     let mut tasks = Vec::new();
     for (i, c) in conns.into_iter().enumerate() {
