@@ -153,7 +153,7 @@ pub fn macs(sb: &Switchboard) -> Vec<MacInfo> {
                 .cloned()
                 .unwrap_or_else(|| "?".into());
             out.push(MacInfo {
-                hub: h.name.clone(),
+                hub: h.name().to_owned(),
                 mac: mac.to_string(),
                 session,
                 age_seconds: age,
@@ -168,8 +168,9 @@ pub fn macs(sb: &Switchboard) -> Vec<MacInfo> {
 pub fn hubs(sb: &Switchboard) -> Vec<HubInfo> {
     sb.hubs
         .iter()
+        .filter(|h| h.in_use())
         .map(|h| HubInfo {
-            name: h.name.clone(),
+            name: h.name().to_owned(),
             enabled: h.enabled.load(Ordering::Acquire),
             anonymous: h.anonymous.load(Ordering::Relaxed),
             sessions: sb.metrics.sessions_by_hub[h.index].load(Ordering::Relaxed),

@@ -170,7 +170,6 @@ pub struct Metrics {
     pub shards: Vec<ShardCounters>,
     pub sessions_by_hub: Vec<AtomicI64>,
     pub detached_by_hub: Vec<AtomicI64>,
-    hub_names: Vec<String>,
     handshakes: [AtomicU64; 12],
     suites: Mutex<BTreeMap<String, u64>>,
     pub ready: AtomicBool,
@@ -182,15 +181,15 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(hub_names: &[String], shards: usize) -> Self {
+    /// `hubs`: every hub slot (configured and spare).
+    pub fn new(hubs: usize, shards: usize) -> Self {
         Self {
             limits: Default::default(),
             logins_delayed: AtomicU64::new(0),
             logins_untracked: AtomicU64::new(0),
             shards: (0..shards).map(|_| ShardCounters::default()).collect(),
-            sessions_by_hub: hub_names.iter().map(|_| AtomicI64::new(0)).collect(),
-            detached_by_hub: hub_names.iter().map(|_| AtomicI64::new(0)).collect(),
-            hub_names: hub_names.to_vec(),
+            sessions_by_hub: (0..hubs).map(|_| AtomicI64::new(0)).collect(),
+            detached_by_hub: (0..hubs).map(|_| AtomicI64::new(0)).collect(),
             handshakes: Default::default(),
             suites: Mutex::new(BTreeMap::new()),
             ready: AtomicBool::new(false),
@@ -285,17 +284,25 @@ impl Collector for HubCollector {
         let sb = &self.0;
         let m = &sb.metrics;
         let t = m.totals();
-        let names = &m.hub_names;
+        // Hubs in use (configured, or added by a reload); spare slots are
+        // not exported.
+        let in_use = || sb.hubs.iter().filter(|h| h.in_use());
+        let per_hub = |v: &[AtomicI64]| -> Vec<(String, ConstGauge<i64>)> {
+            in_use()
+                .map(|h| {
+                    (
+                        h.name().to_owned(),
+                        ConstGauge::new(v[h.index].load(Relaxed)),
+                    )
+                })
+                .collect()
+        };
         labelled(
             &mut enc,
             "vhub_sessions",
             "Sessions by virtual hub (attached or detached).",
             "hub",
-            names.iter().cloned().zip(
-                m.sessions_by_hub
-                    .iter()
-                    .map(|a| ConstGauge::new(a.load(Relaxed))),
-            ),
+            per_hub(&m.sessions_by_hub),
             MetricType::Gauge,
         )?;
         labelled(
@@ -303,23 +310,17 @@ impl Collector for HubCollector {
             "vhub_sessions_detached",
             "Sessions waiting for their client to resume, by virtual hub.",
             "hub",
-            names.iter().cloned().zip(
-                m.detached_by_hub
-                    .iter()
-                    .map(|a| ConstGauge::new(a.load(Relaxed))),
-            ),
+            per_hub(&m.detached_by_hub),
             MetricType::Gauge,
         )?;
-        let macs: Vec<(String, ConstGauge<i64>)> = sb
-            .hubs
-            .iter()
+        let macs: Vec<(String, ConstGauge<i64>)> = in_use()
             .map(|h| {
                 let n = h
                     .fabric
                     .lock()
                     .fabric
                     .mac_count(switch_core::fabric::HubId(0));
-                (h.name.clone(), ConstGauge::new(n as i64))
+                (h.name().to_owned(), ConstGauge::new(n as i64))
             })
             .collect();
         labelled(

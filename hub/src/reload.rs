@@ -10,14 +10,17 @@
 //!   are closed (CLOSE `auth-revoked`);
 //! - virtual hubs: `anonymous` and `max_sessions` change in place; a hub
 //!   missing from the file stops taking sessions and its sessions are
-//!   closed; a hub removed earlier and written back is enabled again;
+//!   closed; a hub removed earlier and written back is enabled again; a
+//!   new hub takes one of the spare slots sized at start
+//!   ([`SPARE_HUBS`](crate::switchboard::SPARE_HUBS)) and takes sessions
+//!   at once;
 //! - every other session keeps running untouched.
 //!
 //! What needs a restart is listed, never silently ignored: the listeners
 //! (`listen`, `metrics_listen`, `admin_socket`), `shards`, `io_backend`,
 //! `cert_dir` and the certificate files, `[tls]`, `[session]`, `[limits]`,
-//! `[fabric]`, `name`, a hub's `max_macs`, and hubs new since the start
-//! (the shards size their per-hub tables at start).
+//! `[fabric]`, `name`, a hub's `max_macs` (an added hub gets the default
+//! MAC table size), and a new hub when every spare slot is used.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
@@ -123,8 +126,22 @@ impl Reloader {
         // Hubs.
         let hubs = config.hubs();
         for cfg in hubs.iter() {
-            let Some(&i) = self.sb.hub_by_name.get(&cfg.name) else {
-                continue; // listed in needs_restart
+            let Some(i) = self.sb.hub_index(&cfg.name) else {
+                let settings = crate::server::HubSettings {
+                    name: cfg.name.clone(),
+                    anonymous: cfg.anonymous,
+                    max_sessions: cfg.max_sessions,
+                    max_macs: cfg.max_macs as u32,
+                };
+                match self.sb.add_hub(&settings) {
+                    Some(_) => r.applied.push(format!("virtual hub {} added", cfg.name)),
+                    None => r.needs_restart.push(format!(
+                        "virtual hub {} is new and all {} spare hub slots are used: adding it needs a restart",
+                        cfg.name,
+                        crate::switchboard::SPARE_HUBS
+                    )),
+                }
+                continue;
             };
             let h = &self.sb.hubs[i];
             if !h.enabled.swap(true, Ordering::AcqRel) {
@@ -143,10 +160,10 @@ impl Reloader {
             }
         }
         for h in &self.sb.hubs {
-            if !hubs.iter().any(|c| c.name == h.name) && h.enabled.swap(false, Ordering::AcqRel) {
+            if !hubs.iter().any(|c| c.name == h.name()) && h.enabled.swap(false, Ordering::AcqRel) {
                 r.applied.push(format!(
                     "virtual hub {} removed: no new sessions, its sessions are closed",
-                    h.name
+                    h.name()
                 ));
             }
         }
@@ -173,16 +190,22 @@ impl Reloader {
         for (token, e) in entries {
             let h = &self.sb.hubs[e.hub];
             let why = if !h.enabled.load(Ordering::Acquire) {
-                format!("virtual hub {} was removed from the configuration", h.name)
+                format!(
+                    "virtual hub {} was removed from the configuration",
+                    h.name()
+                )
             } else if e.user.is_empty() {
                 if h.anonymous.load(Ordering::Relaxed) {
                     continue;
                 }
-                format!("virtual hub {} no longer admits anonymous sessions", h.name)
-            } else if crate::auth::Authenticator::user_exists(&*users, &h.name, &e.user) {
+                format!(
+                    "virtual hub {} no longer admits anonymous sessions",
+                    h.name()
+                )
+            } else if crate::auth::Authenticator::user_exists(&*users, h.name(), &e.user) {
                 continue;
             } else {
-                format!("user {} was removed from hub {}", e.user, h.name)
+                format!("user {} was removed from hub {}", e.user, h.name())
             };
             if self.sb.kick(&token, CloseCode::AuthRevoked, &why) {
                 r.closed_sessions += 1;
@@ -243,10 +266,12 @@ impl Reloader {
         let old_hubs = old.hubs();
         for h in new.hubs().iter() {
             match old_hubs.iter().find(|o| o.name == h.name) {
-                None => out.push(format!(
-                    "virtual hub {} is new: adding a hub needs a restart",
-                    h.name
+                // Added by a reload with the default MAC table size.
+                None if h.max_macs != 0 => out.push(format!(
+                    "hub {} (added): max_macs {} applies after a restart",
+                    h.name, h.max_macs
                 )),
+                None => {}
                 Some(o) if o.max_macs != h.max_macs => out.push(format!(
                     "hub {}: max_macs {} → {}",
                     h.name, o.max_macs, h.max_macs

@@ -671,7 +671,7 @@ impl<B: Backend> Shard<B> {
         let cert = tls.client_cert();
         let user = match self
             .login(
-                &vhub.name,
+                vhub.name(),
                 vhub.anonymous.load(Ordering::Relaxed),
                 req.credentials.as_ref(),
                 &cert,
@@ -1374,7 +1374,7 @@ impl<B: Backend> Shard<B> {
                     .port_mac_count(s.port);
                 crate::admin::SessionInfo {
                     id: s.token.short(),
-                    hub: self.sb.hubs[s.hub].name.clone(),
+                    hub: self.sb.hubs[s.hub].name().to_owned(),
                     user: s.user.clone(),
                     remote: s.peer.to_string(),
                     shard: self.id,

@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use crossbeam_queue::{ArrayQueue, SegQueue};
@@ -43,7 +44,9 @@ pub struct HubFabric {
 /// A virtual hub: its own broadcast domain. The settings a config reload
 /// may change are atomics, read at login (never per frame).
 pub struct VirtualHub {
-    pub name: String,
+    /// Set once: at start for configured hubs, by the reload that adds it
+    /// for a spare slot (unset = a spare slot, never used).
+    name: OnceLock<String>,
     pub anonymous: AtomicBool,
     pub max_sessions: AtomicUsize,
     /// False once a reload removed the hub from the config: new sessions
@@ -53,6 +56,24 @@ pub struct VirtualHub {
     pub index: usize,
     pub fabric: Mutex<HubFabric>,
 }
+
+impl VirtualHub {
+    /// The hub's name ("" for a spare slot no reload has used yet).
+    pub fn name(&self) -> &str {
+        self.name.get().map_or("", String::as_str)
+    }
+
+    /// Whether a configured hub lives in this slot (now or before a reload
+    /// removed it).
+    pub fn in_use(&self) -> bool {
+        self.name.get().is_some()
+    }
+}
+
+/// Slots for virtual hubs a config reload may add, beyond the configured
+/// ones: every per-hub table (fabrics, shard port lists, metrics) is sized
+/// at start, so a reload fills a spare slot instead of resizing them.
+pub const SPARE_HUBS: usize = 16;
 
 /// What the registry knows of a session, for resume and admin.
 #[derive(Clone, Debug)]
@@ -167,8 +188,9 @@ impl Mailbox {
 
 /// Everything shared between shards.
 pub struct Switchboard {
+    /// The configured hubs, then [`SPARE_HUBS`] spare slots.
     pub hubs: Vec<VirtualHub>,
-    pub hub_by_name: HashMap<String, usize>,
+    hub_by_name: parking_lot::RwLock<HashMap<String, usize>>,
     pub sessions: Mutex<HashMap<SessionToken, SessionEntry>>,
     pub mailboxes: Vec<Mailbox>,
     pub metrics: Metrics,
@@ -185,22 +207,26 @@ impl Switchboard {
         shards: usize,
         epoch: Instant,
     ) -> Self {
-        let hubs: Vec<VirtualHub> = hubs
-            .iter()
-            .enumerate()
-            .map(|(index, h)| {
+        let slots = hubs.len() + SPARE_HUBS;
+        let hubs: Vec<VirtualHub> = (0..slots)
+            .map(|index| {
+                let h = hubs.get(index);
                 let mut cfg = fabric.clone();
-                if h.max_macs > 0 {
+                if let Some(h) = h.filter(|h| h.max_macs > 0) {
                     cfg.max_macs_per_hub = h.max_macs;
                 }
                 let mut fabric = Fabric::new(cfg, epoch);
                 let id = fabric.add_hub();
                 debug_assert_eq!(id, HubId(0));
+                let name = OnceLock::new();
+                if let Some(h) = h {
+                    let _ = name.set(h.name.clone());
+                }
                 VirtualHub {
-                    name: h.name.clone(),
-                    anonymous: AtomicBool::new(h.anonymous),
-                    max_sessions: AtomicUsize::new(h.max_sessions),
-                    enabled: AtomicBool::new(true),
+                    name,
+                    anonymous: AtomicBool::new(h.is_some_and(|h| h.anonymous)),
+                    max_sessions: AtomicUsize::new(h.map_or(0, |h| h.max_sessions)),
+                    enabled: AtomicBool::new(h.is_some()),
                     index,
                     fabric: Mutex::new(HubFabric {
                         fabric,
@@ -210,14 +236,15 @@ impl Switchboard {
                 }
             })
             .collect();
-        let hub_by_name = hubs.iter().map(|h| (h.name.clone(), h.index)).collect();
+        let hub_by_name = hubs
+            .iter()
+            .filter(|h| h.in_use())
+            .map(|h| (h.name().to_owned(), h.index))
+            .collect();
         Self {
-            metrics: Metrics::new(
-                &hubs.iter().map(|h| h.name.clone()).collect::<Vec<_>>(),
-                shards,
-            ),
+            metrics: Metrics::new(slots, shards),
             hubs,
-            hub_by_name,
+            hub_by_name: parking_lot::RwLock::new(hub_by_name),
             sessions: Mutex::new(HashMap::new()),
             mailboxes: (0..shards).map(|_| Mailbox::new(MAILBOX_BATCHES)).collect(),
             shutting_down: AtomicBool::new(false),
@@ -254,8 +281,31 @@ impl Switchboard {
 
     /// The index of a virtual hub that takes new sessions.
     pub fn enabled_hub(&self, name: &str) -> Option<usize> {
-        let &i = self.hub_by_name.get(name)?;
+        let i = self.hub_index(name)?;
         self.hubs[i].enabled.load(Ordering::Acquire).then_some(i)
+    }
+
+    /// The slot of the hub of that name, enabled or not.
+    pub fn hub_index(&self, name: &str) -> Option<usize> {
+        self.hub_by_name.read().get(name).copied()
+    }
+
+    /// Puts a hub that a config reload added into a spare slot and enables
+    /// it. `None` when every spare slot is taken (a restart is needed).
+    pub fn add_hub(&self, h: &crate::server::HubSettings) -> Option<usize> {
+        let mut by_name = self.hub_by_name.write();
+        if let Some(&i) = by_name.get(&h.name) {
+            return Some(i);
+        }
+        let slot = self
+            .hubs
+            .iter()
+            .find(|v| v.name.set(h.name.clone()).is_ok())?;
+        slot.anonymous.store(h.anonymous, Ordering::Relaxed);
+        slot.max_sessions.store(h.max_sessions, Ordering::Relaxed);
+        slot.enabled.store(true, Ordering::Release);
+        by_name.insert(h.name.clone(), slot.index);
+        Some(slot.index)
     }
 
     /// Asks the shard that owns `token`'s session to close it with a CLOSE

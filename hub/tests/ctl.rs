@@ -333,6 +333,31 @@ fn ctl_lists_kicks_and_reloads_a_running_hub() {
         other => panic!("anonymous on lab after SIGHUP: {:?}", other.err()),
     }
 
+    // A reload that adds a virtual hub: it takes sessions at once (a spare
+    // slot), shows in ctl and metrics; alice is untouched.
+    write(
+        &config,
+        "cert_dir = \"state\"\n[session]\ntimeout = \"300s\"\nkeepalive = \"4s\"\n\
+         [[hub]]\nname = \"DEFAULT\"\n[[hub]]\nname = \"lab\"\n\
+         [[hub]]\nname = \"fresh\"\nanonymous = true\n",
+    );
+    let (code, out, err) = vhub(&["ctl", "--socket", socket, "reload"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("virtual hub fresh added"), "{out}");
+    let mut f1 = connect(hub.listen, "fresh", None).expect("a session on the added hub");
+    let mut f2 = connect(hub.listen, "fresh", None).expect("a second one");
+    passes(&mut f1, &mut f2, 0x31, BROADCAST, "on the added hub");
+    passes(&mut a, &mut a2, 0x11, BROADCAST, "alice after adding a hub");
+    let scrape = common::http_get(hub.metrics, "/metrics", &[]).2;
+    assert_eq!(metric(&scrape, "vhub_sessions{hub=\"fresh\"}"), 2.0);
+    let (code, out, _) = vhub(&["ctl", "--socket", socket, "hubs"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.lines()
+            .any(|l| l.split_whitespace().take(3).eq(["fresh", "yes", "yes"])),
+        "fresh listed as enabled and anonymous: {out}"
+    );
+
     // Stopping removes the socket; ctl then says the hub is not running.
     hub.signal(libc::SIGTERM);
     assert_eq!(
