@@ -58,6 +58,8 @@ pub const DEFAULT_MAX_HANDSHAKES_PER_SHARD: usize = 256;
 pub const DEFAULT_MAX_SESSIONS: usize = 100_000;
 pub const DEFAULT_MAX_HANDSHAKES_PER_ADDRESS: usize = 32;
 pub const DEFAULT_MAX_SESSIONS_PER_USER: usize = 256;
+/// Frames buffered for all sessions together (retransmit rings).
+pub const DEFAULT_MAX_BUFFER_MEMORY: usize = 1 << 30;
 
 pub const DEFAULT_AUTH_WINDOW: Duration = Duration::from_secs(15 * 60);
 pub const DEFAULT_AUTH_SLOW_AFTER: u32 = 3;
@@ -226,6 +228,13 @@ pub struct LimitsConfig {
     pub max_handshakes_per_address: usize,
     /// Sessions of one user on one hub; 0 = no limit of its own.
     pub max_sessions_per_user: usize,
+    /// Bytes of frames buffered for all sessions together (each session
+    /// also has its own `session.max_buffered_bytes`). Past it, frames to
+    /// sessions holding more than 64 KiB are dropped (counted
+    /// `reason="memory"`): a broadcast storm to 10,000 sessions cannot take
+    /// 10 GiB.
+    #[serde(deserialize_with = "de_size")]
+    pub max_buffer_memory: usize,
 }
 
 /// `[auth]`: failed logins are slowed down, then refused for a while, per
@@ -280,6 +289,7 @@ impl Default for LimitsConfig {
             max_sessions: DEFAULT_MAX_SESSIONS,
             max_handshakes_per_address: DEFAULT_MAX_HANDSHAKES_PER_ADDRESS,
             max_sessions_per_user: DEFAULT_MAX_SESSIONS_PER_USER,
+            max_buffer_memory: DEFAULT_MAX_BUFFER_MEMORY,
         }
     }
 }
@@ -1059,6 +1069,12 @@ impl Validator {
             k("max_handshakes_per_address"),
             l.max_handshakes_per_address,
         );
+        if l.max_buffer_memory < (1 << 20) {
+            self.add(
+                k("max_buffer_memory"),
+                format!("{} bytes is too small; at least 1MiB", l.max_buffer_memory),
+            );
+        }
         if l.max_handshakes_per_address > l.max_handshakes_per_shard * MAX_SHARDS {
             self.add_related(
                 k("max_handshakes_per_address"),

@@ -312,6 +312,7 @@ fn settings_from(config: &Config) -> anyhow::Result<Settings> {
         max_sessions: config.limits.max_sessions,
         max_handshakes_per_address: config.limits.max_handshakes_per_address,
         max_sessions_per_user: config.limits.max_sessions_per_user,
+        max_buffer_memory: config.limits.max_buffer_memory,
         auth: config.auth.clone(),
         distinct_ports: false,
     })

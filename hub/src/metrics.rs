@@ -66,6 +66,7 @@ counters!(Local {
     drop_queue_full,
     drop_stale_port,
     drop_bad_offload,
+    drop_memory,
     gso_segments,
     handoff_batches,
     handoff_frames,
@@ -170,6 +171,8 @@ pub struct Metrics {
     pub shards: Vec<ShardCounters>,
     pub sessions_by_hub: Vec<AtomicI64>,
     pub detached_by_hub: Vec<AtomicI64>,
+    /// Per shard: bytes of frames its sessions hold (a gauge).
+    pub buffered: Vec<AtomicU64>,
     handshakes: [AtomicU64; 12],
     suites: Mutex<BTreeMap<String, u64>>,
     pub ready: AtomicBool,
@@ -190,6 +193,7 @@ impl Metrics {
             shards: (0..shards).map(|_| ShardCounters::default()).collect(),
             sessions_by_hub: (0..hubs).map(|_| AtomicI64::new(0)).collect(),
             detached_by_hub: (0..hubs).map(|_| AtomicI64::new(0)).collect(),
+            buffered: (0..shards).map(|_| AtomicU64::new(0)).collect(),
             handshakes: Default::default(),
             suites: Mutex::new(BTreeMap::new()),
             ready: AtomicBool::new(false),
@@ -419,6 +423,12 @@ impl Collector for HubCollector {
             "Frames flooded (broadcast, multicast, unknown unicast).",
             t.flooded,
         )?;
+        gauge(
+            &mut enc,
+            "vhub_buffered_bytes",
+            "Bytes of frames held in session buffers (unacknowledged or not yet sent), all sessions; limits.max_buffer_memory bounds it.",
+            m.buffered.iter().map(|b| b.load(Relaxed) as i64).sum(),
+        )?;
         counter(
             &mut enc,
             "vhub_gso_segments",
@@ -438,6 +448,7 @@ impl Collector for HubCollector {
                 ("queue_full", t.drop_queue_full),
                 ("stale_port", t.drop_stale_port),
                 ("bad_offload", t.drop_bad_offload),
+                ("memory", t.drop_memory),
                 ("handoff_full", t.handoff_queue_full),
             ]
             .into_iter()

@@ -50,6 +50,8 @@ pub struct Settings {
     pub max_handshakes_per_address: usize,
     /// Sessions of one user on one hub; 0 = no limit.
     pub max_sessions_per_user: usize,
+    /// Bytes buffered for all sessions together (`limits.max_buffer_memory`).
+    pub max_buffer_memory: usize,
     /// Failed-login throttling.
     pub auth: crate::config::AuthConfig,
     /// Tests only: every shard listens on a port of its own (instead of
@@ -83,6 +85,7 @@ impl Settings {
             max_sessions: 100_000,
             max_handshakes_per_address: crate::config::DEFAULT_MAX_HANDSHAKES_PER_ADDRESS,
             max_sessions_per_user: crate::config::DEFAULT_MAX_SESSIONS_PER_USER,
+            max_buffer_memory: crate::config::DEFAULT_MAX_BUFFER_MEMORY,
             auth: crate::config::AuthConfig::default(),
             distinct_ports: false,
         }

@@ -47,6 +47,9 @@ const READ_CHUNK: usize = 256 * 1024;
 const READ_MIN: usize = 4 * 1024;
 /// Plaintext produced per writer round before it is encrypted and written.
 const WRITE_CHUNK: usize = 256 * 1024;
+/// A session holding less than this always takes frames, whatever the
+/// hub-wide buffer budget says.
+const BUFFER_FLOOR: usize = 64 * 1024;
 /// A writer quiet for this long gives its buffers back when it sleeps.
 const KEEP_BUFFERS_IDLE: Duration = Duration::from_millis(500);
 /// Offload sessions: most 64 KiB super frames per message (a message stays
@@ -124,6 +127,8 @@ struct Slot<S> {
     conn: Option<Rc<Conn<S>>>,
     dirty: bool,
     peer: SocketAddr,
+    /// This session's buffered bytes as last counted in the shard's total.
+    buffered: usize,
 }
 
 struct State_<S> {
@@ -138,6 +143,10 @@ struct State_<S> {
     dirty: Vec<u32>,
     /// Frames converted between offload and plain form are built here.
     scratch: Vec<u8>,
+    /// Bytes the shard's sessions hold in their buffers, and the most they
+    /// may hold together (its share of `limits.max_buffer_memory`).
+    buffered: usize,
+    buffer_budget: usize,
     counters: Local,
     handshakes: usize,
     next_conn_id: u64,
@@ -163,6 +172,7 @@ impl<B: Backend> Shard<B> {
         B::block_on(async move {
             let shards = sb.mailboxes.len();
             let hubs = sb.hubs.len();
+            let buffer_budget = ctx.settings.max_buffer_memory / shards.max(1);
             let listener = match B::listener(listener) {
                 Ok(l) => Rc::new(l),
                 Err(e) => {
@@ -181,6 +191,8 @@ impl<B: Backend> Shard<B> {
                     to_wake: vec![false; shards],
                     dirty: Vec::new(),
                     scratch: Vec::new(),
+                    buffered: 0,
+                    buffer_budget,
                     counters: Local::default(),
                     handshakes: 0,
                     next_conn_id: 0,
@@ -789,6 +801,7 @@ impl<B: Backend> Shard<B> {
                 conn: None,
                 dirty: false,
                 peer,
+                buffered: 0,
             });
             st.local_ports[hub].push(slot);
             slot
@@ -1023,7 +1036,12 @@ impl<B: Backend> Shard<B> {
             (None, _) => false,
         };
         let wants = session.wants_transmit() || session.state() == State::Closed || sooner;
-        st.slots[slot as usize].session = Some(session);
+        // ACKs in the input freed buffer space.
+        let s = &mut st.slots[slot as usize];
+        let now_buffered = session.buffered_bytes();
+        st.buffered = st.buffered + now_buffered - s.buffered;
+        s.buffered = now_buffered;
+        s.session = Some(session);
         if wants {
             conn.wake.notify_one();
         }
@@ -1057,6 +1075,7 @@ impl<B: Backend> Shard<B> {
         }
         st.dirty = dirty;
         self.sb.metrics.shards[self.id as usize].publish(&mut st.counters);
+        self.sb.metrics.buffered[self.id as usize].store(st.buffered as u64, Ordering::Relaxed);
     }
 
     fn hand_over(&self, st: &mut State_<B::Stream>, to: usize) {
@@ -1129,6 +1148,7 @@ impl<B: Backend> Shard<B> {
             return;
         }
         let s = st.slots.remove(slot as usize);
+        st.buffered -= s.buffered;
         self.sb.remove_port(s.hub, s.port, self.id);
         st.local_ports[s.hub].retain(|&x| x != slot);
         self.sb.sessions.lock().remove(&s.token);
@@ -1484,6 +1504,13 @@ fn local_send<S>(st: &mut State_<S>, slot: u32, frame: &[u8], vnet: bool) {
         return;
     };
     let c = &mut st.counters;
+    // The hub-wide buffer budget: past it, a session that already holds
+    // more than its floor takes no more (every session keeps the floor, so
+    // one storm cannot starve the others).
+    if st.buffered >= st.buffer_budget && session.buffered_bytes() >= BUFFER_FLOOR {
+        c.drop_memory += 1;
+        return;
+    }
     let sent = if session.offload() == vnet {
         send_counted(c, session, frame)
     } else if !vnet {
@@ -1506,6 +1533,9 @@ fn local_send<S>(st: &mut State_<S>, slot: u32, frame: &[u8], vnet: bool) {
         }
         sent
     };
+    let now = session.buffered_bytes();
+    st.buffered = st.buffered + now - s.buffered;
+    s.buffered = now;
     if sent && !s.dirty {
         s.dirty = true;
         st.dirty.push(slot);

@@ -40,6 +40,7 @@ on_both_backends!(
     client_certificates_log_in_bound_users_and_refuse_the_rest,
     protocol_violations_close_only_the_violating_session,
     a_mac_flood_of_a_million_sources_is_capped_per_port,
+    a_storm_to_silent_receivers_stays_within_the_hub_buffer_budget,
     a_receiver_that_never_reads_gets_tail_drops_and_slows_nobody,
     a_client_that_vanishes_mid_record_leaves_a_detached_session,
 );
@@ -656,8 +657,13 @@ fn a_broadcast_storm_reaches_the_others_and_drops_only_what_their_queues_cannot_
     backend: IoBackend,
 ) {
     let hub = hub(backend);
-    let mut pair = Pair::new(hub.addr());
-    // A receiver that never reads: its queue fills.
+    // The healthy pair is on another virtual hub: a pair inside the storm's
+    // broadcast domain that pauses reading is itself a congested receiver
+    // (its unicasts may be tail-dropped behind the storm, correctly).
+    let mut pair = Pair::on(hub.addr(), "OTHER", ("bob", "hunter2"));
+    // A receiver in the storm's hub that reads between rounds…
+    let mut reader = TestClient::connect(hub.addr(), "DEFAULT", Some(("alice", "secret"))).unwrap();
+    // …and one that never reads: its queue fills.
     let mut sink = TestClient::connect(hub.addr(), "DEFAULT", Some(("alice", "secret"))).unwrap();
     sink.pump().unwrap();
     let mut storm = TestClient::connect(hub.addr(), "DEFAULT", Some(("alice", "secret"))).unwrap();
@@ -677,9 +683,10 @@ fn a_broadcast_storm_reaches_the_others_and_drops_only_what_their_queues_cannot_
             &mut storm,
             (0..PER_ROUND).map(|_| frame(BROADCAST, src, &payload)),
         );
+        reader.pump_for(Duration::from_millis(50));
         pair.check(&format!("during the storm, round {round}"));
     }
-    // Every storm frame came in; each of its 3 receivers got it queued or
+    // Every storm frame came in; each of its 2 receivers got it queued or
     // counted as dropped; the pair's 2 unicasts per check were delivered.
     let storm_frames = (ROUNDS * PER_ROUND) as f64;
     let checks = ROUNDS as f64;
@@ -696,7 +703,7 @@ fn a_broadcast_storm_reaches_the_others_and_drops_only_what_their_queues_cannot_
     );
     assert_eq!(
         d_out + d_drop,
-        3.0 * storm_frames + 2.0 * checks,
+        2.0 * storm_frames + 2.0 * checks,
         "queued {d_out} + dropped {d_drop}"
     );
     assert!(d_drop > 0.0, "the sink's queue never filled");
@@ -705,10 +712,57 @@ fn a_broadcast_storm_reaches_the_others_and_drops_only_what_their_queues_cannot_
         get(&m, r#"vhub_frames_dropped_total{reason="handoff_full"}"#),
         0.0
     );
-    assert_eq!(get(&m, r#"vhub_sessions{hub="DEFAULT"}"#), 4.0);
+    assert_eq!(get(&m, r#"vhub_sessions{hub="DEFAULT"}"#), 3.0);
     storm.pump().expect("the storm's own session is kept");
     pair.check("after the storm");
     drop(sink);
+}
+
+fn a_storm_to_silent_receivers_stays_within_the_hub_buffer_budget(backend: IoBackend) {
+    // 2 MiB for all sessions together; each may hold 1 MiB on its own.
+    const BUDGET: f64 = (2 << 20) as f64;
+    let hub = start_hub_on(backend, 1, false, |s| s.max_buffer_memory = 2 << 20);
+    // The healthy pair is on another virtual hub of the same server: the
+    // budget is the server's, the storm is DEFAULT's.
+    let mut pair = Pair::on(hub.addr(), "OTHER", ("bob", "hunter2"));
+    // Eight receivers that never read (never acknowledge): without the
+    // budget their queues would hold 8 MiB.
+    let sinks: Vec<TestClient> = (0..8)
+        .map(|_| TestClient::connect(hub.addr(), "DEFAULT", Some(("alice", "secret"))).unwrap())
+        .collect();
+    let mut storm = TestClient::connect(hub.addr(), "DEFAULT", Some(("alice", "secret"))).unwrap();
+    let m0 = hub.scrape();
+    let get = |m: &str, s: &str| common::metric(m, s);
+    let fin = r#"vhub_frames_total{direction="in"}"#;
+    const N: usize = 8000;
+    let src = [0x02, 0x5c, 0, 0, 0, 1];
+    let payload = vec![0xcc; 1000];
+    send_many(&mut storm, (0..N).map(|_| frame(BROADCAST, src, &payload)));
+    pair.check("during the storm");
+    assert!(
+        wait_for(T, || hub.metric(fin) - get(&m0, fin) >= N as f64),
+        "{}",
+        hub.scrape()
+    );
+    let m = hub.scrape();
+    let buffered = get(&m, "vhub_buffered_bytes");
+    // Every session keeps a 64 KiB floor (plus the frame that crossed it).
+    let sessions = 11.0;
+    let bound = BUDGET + sessions * (64.0 * 1024.0 + 1100.0);
+    assert!(
+        buffered <= bound,
+        "buffered {buffered} bytes, bound {bound}"
+    );
+    assert!(
+        buffered >= BUDGET,
+        "the storm filled the budget: {buffered}"
+    );
+    let memory = r#"vhub_frames_dropped_total{reason="memory"}"#;
+    assert!(get(&m, memory) - get(&m0, memory) > 0.0, "{m}");
+    // The healthy pair stays under its floor: unaffected.
+    pair.check("after the storm");
+    storm.pump().expect("the storm's own session is kept");
+    drop(sinks);
 }
 
 fn headers_without_end_are_cut_at_the_handshake_deadline(backend: IoBackend) {

@@ -301,9 +301,14 @@ pub const PAIR_B: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 2];
 
 impl Pair {
     pub fn new(addr: std::net::SocketAddr) -> Pair {
+        Self::on(addr, "DEFAULT", ("alice", "secret"))
+    }
+
+    /// A pair on virtual hub `hub`, logged in as `user`.
+    pub fn on(addr: std::net::SocketAddr, hub: &str, user: (&str, &str)) -> Pair {
         let mut p = Pair {
-            a: TestClient::connect(addr, "DEFAULT", Some(("alice", "secret"))).expect("a connects"),
-            b: TestClient::connect(addr, "DEFAULT", Some(("alice", "secret"))).expect("b connects"),
+            a: TestClient::connect(addr, hub, Some(user)).expect("a connects"),
+            b: TestClient::connect(addr, hub, Some(user)).expect("b connects"),
             round: 0,
         };
         p.check("at the start");
