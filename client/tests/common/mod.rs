@@ -401,6 +401,12 @@ impl Hub {
     }
 
     pub fn start_on(dir: &Path, cert_dir: &Path, port: u16) -> Hub {
+        Self::start_with(dir, cert_dir, port, "")
+    }
+
+    /// As [`Hub::start_on`], with `session_extra` (TOML lines) added to
+    /// the `[session]` table, e.g. `detach_grace = "2s"`.
+    pub fn start_with(dir: &Path, cert_dir: &Path, port: u16, session_extra: &str) -> Hub {
         let metrics_port = free_port();
         let config = dir.join(format!("hub-{port}.toml"));
         std::fs::write(
@@ -415,6 +421,7 @@ shards = 1
 [session]
 keepalive = "1s"
 timeout = "3s"
+{session_extra}
 
 [[hub]]
 name = "DEFAULT"
@@ -499,6 +506,18 @@ name = "OTHER"
     pub fn restart(&mut self) {
         self.crash();
         self.launch();
+    }
+
+    /// Starts the hub again after [`Hub::crash`] (the port was closed
+    /// meanwhile: clients saw "connection refused").
+    pub fn start_again(&mut self) {
+        assert!(self.proc.is_none(), "the hub is still running");
+        self.launch();
+    }
+
+    /// The hub's PID (0 when it is not running).
+    pub fn pid(&self) -> i32 {
+        self.proc.as_ref().map(Proc::pid).unwrap_or(0)
     }
 
     pub fn log(&self) -> String {

@@ -1,0 +1,241 @@
+#!/usr/bin/env bash
+# Soak test of the hub (issue 6, item 6): many sessions for a long time,
+# the hub's RSS, open fds and session count sampled into a CSV, and at the
+# end — after the load stops and every session is gone — a check that
+# nothing grew beyond a stated bound over the baseline taken after a
+# warm-up with the same load.
+#
+#   scripts/soak.sh [--duration SECS] [--sessions N] [--round SECS]
+#                   [--warmup SECS] [--sample SECS] [--out DIR]
+#                   [--rss-bound-mib MIB] [--fd-bound N] [--shards N]
+#
+# Defaults: 600 s of load, 1000 sessions, rounds of 60 s, warm-up 30 s,
+# a sample every 2 s, bounds +16 MiB RSS and +0 fds.
+#
+# The load is a mix, run as three `vhub-bench` processes at once, again
+# and again in rounds (every round connects and closes every session, so
+# session set-up and tear-down are soaked too, not only the data path):
+#   50% idle sessions (keep-alives only),
+#   40% in pairs at 50 frames/s per sender, sizes 64..1514 ("mixed"),
+#   10% broadcast: one sender at 20 frames/s of 64 bytes, flooded to the rest.
+#
+# Binaries: $VHUB and $VHUB_BENCH, else target/debug (or
+# $CARGO_TARGET_DIR/debug); build them with `cargo build -p hub -p bench`.
+# Output in DIR (default: a new temporary directory): samples.csv,
+# rounds.csv, summary.txt, hub.log. Exit 0 when within the bounds, 1 when
+# not, 2 on a setup error.
+set -euo pipefail
+
+DURATION=600
+SESSIONS=1000
+ROUND=60
+WARMUP=30
+SAMPLE=2
+OUT=""
+RSS_BOUND_MIB=16
+FD_BOUND=0
+SHARDS=2
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --duration) DURATION=$2; shift 2 ;;
+        --sessions) SESSIONS=$2; shift 2 ;;
+        --round) ROUND=$2; shift 2 ;;
+        --warmup) WARMUP=$2; shift 2 ;;
+        --sample) SAMPLE=$2; shift 2 ;;
+        --out) OUT=$2; shift 2 ;;
+        --rss-bound-mib) RSS_BOUND_MIB=$2; shift 2 ;;
+        --fd-bound) FD_BOUND=$2; shift 2 ;;
+        --shards) SHARDS=$2; shift 2 ;;
+        -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "soak.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+VHUB=${VHUB:-$TARGET/debug/vhub}
+VHUB_BENCH=${VHUB_BENCH:-$TARGET/debug/vhub-bench}
+for b in "$VHUB" "$VHUB_BENCH"; do
+    [ -x "$b" ] || { echo "soak.sh: $b is missing: cargo build -p hub -p bench" >&2; exit 2; }
+done
+command -v curl >/dev/null || { echo "soak.sh: curl is missing (Debian package curl)" >&2; exit 2; }
+[ -n "$OUT" ] || OUT=$(mktemp -d /tmp/vhub-soak.XXXXXX)
+mkdir -p "$OUT"
+
+# Ports that were free a moment ago.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+PORT=$(free_port)
+MPORT=$(free_port)
+cat > "$OUT/hub.toml" <<EOF
+listen = "127.0.0.1:$PORT"
+metrics_listen = "127.0.0.1:$MPORT"
+admin_listen = "off"
+cert_dir = "$OUT/certs"
+shards = $SHARDS
+
+[session]
+keepalive = "2s"
+timeout = "6s"
+detach_grace = "5s"
+
+[[hub]]
+name = "DEFAULT"
+anonymous = true
+EOF
+
+ulimit -n 65536 2>/dev/null || true
+VHUB_LOG=warn NO_COLOR=1 "$VHUB" --config "$OUT/hub.toml" > "$OUT/hub.log" 2>&1 &
+HUB_PID=$!
+SAMPLER_PID=""
+BENCH_PIDS=()
+cleanup() {
+    for p in "${BENCH_PIDS[@]}" $SAMPLER_PID $HUB_PID; do
+        kill "$p" 2>/dev/null || true
+    done
+    wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+metrics() { curl -sf --max-time 5 "http://127.0.0.1:$MPORT/metrics"; }
+# Sessions on all virtual hubs (attached or detached).
+sessions() { metrics | awk '/^vhub_sessions\{/ { s += $2 } END { print s + 0 }'; }
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$HUB_PID/status"; }
+fds() { ls "/proc/$HUB_PID/fd" | wc -l; }
+
+for _ in $(seq 100); do
+    metrics >/dev/null 2>&1 && break
+    sleep 0.2
+done
+metrics >/dev/null || { echo "soak.sh: the hub did not start:" >&2; cat "$OUT/hub.log" >&2; exit 2; }
+
+# The sampler: one line every $SAMPLE s; the phase is read from a file.
+echo start > "$OUT/phase"
+echo "t_s,phase,rss_kib,fds,sessions" > "$OUT/samples.csv"
+T0=$(date +%s.%N)
+(
+    while kill -0 "$HUB_PID" 2>/dev/null; do
+        t=$(awk -v a="$(date +%s.%N)" -v b="$T0" 'BEGIN { printf "%.1f", a - b }')
+        printf '%s,%s,%s,%s,%s\n' "$t" "$(cat "$OUT/phase")" "$(rss_kib)" "$(fds)" "$(sessions)" \
+            >> "$OUT/samples.csv"
+        sleep "$SAMPLE"
+    done
+) &
+SAMPLER_PID=$!
+
+IDLE=$(( SESSIONS * 50 / 100 ))
+PAIRS=$(( SESSIONS * 40 / 100 / 2 * 2 ))
+BCAST=$(( SESSIONS - IDLE - PAIRS ))
+[ "$BCAST" -ge 2 ] || BCAST=2
+echo "round,seconds,pattern,sessions,frames_sent,frames_received,lost,hub_drops" > "$OUT/rounds.csv"
+
+# Frames the hub dropped and counted (full queues): the bench's "lost"
+# must equal what the hub counted during the round.
+hub_drops() {
+    metrics | awk '/^vhub_frames_dropped_total\{reason="(queue_full|handoff_full)"\}/ { s += $2 } END { print s + 0 }'
+}
+
+# One round of the mix, $1 seconds, numbered $2. Fails if a bench fails.
+ROUND_N=0
+round() {
+    local secs=$1 n=$2 d0 d1
+    d0=$(hub_drops)
+    BENCH_PIDS=()
+    local common=(--hub "127.0.0.1:$PORT" --baseline false --json --duration "$secs" --hub-pid "$HUB_PID")
+    "$VHUB_BENCH" "${common[@]}" -n "$IDLE" --pattern idle > "$OUT/r$n-idle.json" 2> "$OUT/r$n-idle.err" &
+    BENCH_PIDS+=($!)
+    "$VHUB_BENCH" "${common[@]}" -n "$PAIRS" --pattern pairs --rate 50 --size mixed > "$OUT/r$n-pairs.json" 2> "$OUT/r$n-pairs.err" &
+    BENCH_PIDS+=($!)
+    "$VHUB_BENCH" "${common[@]}" -n "$BCAST" --pattern broadcast --rate 20 --size 64 > "$OUT/r$n-broadcast.json" 2> "$OUT/r$n-broadcast.err" &
+    BENCH_PIDS+=($!)
+    local rc=0
+    for p in "${BENCH_PIDS[@]}"; do wait "$p" || rc=1; done
+    BENCH_PIDS=()
+    d1=$(hub_drops)
+    for pat in idle pairs broadcast; do
+        python3 - "$OUT/r$n-$pat.json" "$n" "$secs" "$pat" "$(( d1 - d0 ))" >> "$OUT/rounds.csv" <<'PY' || rc=1
+import json, sys
+path, n, secs, pat, drops = sys.argv[1:]
+r = json.load(open(path))["hub"]
+print(f'{n},{secs},{pat},{r["sessions"]},{r["frames_sent"]},{r["frames_received"]},{r["lost"]},{drops}')
+PY
+    done
+    if [ $rc -ne 0 ]; then
+        echo "soak.sh: round $n failed:" >&2
+        tail -n 5 "$OUT"/r"$n"-*.err >&2
+        exit 1
+    fi
+}
+
+# Waits (up to 60 s) until the hub has no session left.
+drain() {
+    for _ in $(seq 120); do
+        [ "$(sessions)" = 0 ] && return 0
+        sleep 0.5
+    done
+    echo "soak.sh: sessions did not go back to 0: $(sessions)" >&2
+    exit 1
+}
+
+# The median of 5 readings, 1 s apart: "rss_kib fds".
+settle() {
+    sleep 2
+    local r=() f=()
+    for _ in 1 2 3 4 5; do
+        r+=("$(rss_kib)"); f+=("$(fds)")
+        sleep 1
+    done
+    echo "$(printf '%s\n' "${r[@]}" | sort -n | sed -n 3p) $(printf '%s\n' "${f[@]}" | sort -n | sed -n 3p)"
+}
+
+echo "soak: $SESSIONS sessions ($IDLE idle, $PAIRS in pairs, $BCAST broadcast), warm-up ${WARMUP}s, load ${DURATION}s in rounds of ${ROUND}s; output in $OUT"
+echo warmup > "$OUT/phase"
+round "$WARMUP" 0
+drain
+echo baseline > "$OUT/phase"
+read -r RSS0 FD0 <<< "$(settle)"
+echo "baseline after warm-up: RSS $RSS0 KiB, fds $FD0"
+
+echo load > "$OUT/phase"
+START=$(date +%s)
+n=1
+while :; do
+    left=$(( START + DURATION - $(date +%s) ))
+    [ "$left" -ge 5 ] || break
+    secs=$ROUND
+    [ "$left" -ge "$secs" ] || secs=$left
+    round "$secs" "$n"
+    n=$(( n + 1 ))
+done
+echo drain > "$OUT/phase"
+drain
+echo after > "$OUT/phase"
+read -r RSS1 FD1 <<< "$(settle)"
+kill "$SAMPLER_PID" 2>/dev/null || true
+wait "$SAMPLER_PID" 2>/dev/null || true
+SAMPLER_PID=""
+
+# During the load: peak and mean RSS and fds, peak sessions.
+read -r RSS_MAX RSS_MEAN FD_MAX SESS_MAX <<< "$(awk -F, '$2 == "load" {
+    n++; r += $3; if ($3 > rm) rm = $3; if ($4 > fm) fm = $4; if ($5 > sm) sm = $5
+} END { printf "%d %d %d %d\n", rm, (n ? r / n : 0), fm, sm }' "$OUT/samples.csv")"
+LOST=$(awk -F, 'NR > 1 && $7 != $8 { bad++ } END { print bad + 0 }' "$OUT/rounds.csv")
+FRAMES=$(awk -F, 'NR > 1 { s += $6 } END { print s + 0 }' "$OUT/rounds.csv")
+
+RSS_LIMIT=$(( RSS0 + RSS_BOUND_MIB * 1024 ))
+FD_LIMIT=$(( FD0 + FD_BOUND ))
+OK=1
+[ "$RSS1" -le "$RSS_LIMIT" ] || OK=0
+[ "$FD1" -le "$FD_LIMIT" ] || OK=0
+[ "$LOST" = 0 ] || OK=0
+{
+    echo "soak: $SESSIONS sessions, $(( n - 1 )) rounds, load ${DURATION}s, $FRAMES frames received by the bench"
+    awk -v a="$RSS0" -v m="$RSS_MEAN" -v p="$RSS_MAX" -v z="$RSS1" -v b="$RSS_BOUND_MIB" 'BEGIN {
+        printf "RSS  before %.1f MiB, during mean %.1f / peak %.1f MiB, after %.1f MiB (bound: before + %d MiB)\n",
+            a / 1024, m / 1024, p / 1024, z / 1024, b }'
+    echo "fds  before $FD0, during peak $FD_MAX, after $FD1 (bound: before + $FD_BOUND)"
+    echo "sessions during peak $SESS_MAX, after 0"
+    echo "rounds where the bench's lost != the hub's counted drops: $LOST"
+    if [ $OK = 1 ]; then echo "SOAK OK"; else echo "SOAK FAILED"; fi
+} | tee "$OUT/summary.txt"
+[ $OK = 1 ]
