@@ -12,7 +12,8 @@
 # Defaults: 600 s of load, 1000 sessions, rounds of 60 s, warm-up 30 s,
 # a sample every 2 s, bounds +16 MiB RSS and +0 fds.
 #
-# The load is a mix, run as three `vhub-bench` processes at once, again
+# The load is a mix, run as three `vhub-bench` processes at once (each on
+# its own virtual hub), again
 # and again in rounds (every round connects and closes every session, so
 # session set-up and tear-down are soaked too, not only the data path):
 #   50% idle sessions (keep-alives only),
@@ -79,8 +80,18 @@ keepalive = "2s"
 timeout = "6s"
 detach_grace = "5s"
 
+# One virtual hub per pattern: separate broadcast domains, so each
+# bench's frame accounting is exact (no floods from the others).
 [[hub]]
-name = "DEFAULT"
+name = "IDLE"
+anonymous = true
+
+[[hub]]
+name = "PAIRS"
+anonymous = true
+
+[[hub]]
+name = "BCAST"
 anonymous = true
 EOF
 
@@ -127,7 +138,7 @@ IDLE=$(( SESSIONS * 50 / 100 ))
 PAIRS=$(( SESSIONS * 40 / 100 / 2 * 2 ))
 BCAST=$(( SESSIONS - IDLE - PAIRS ))
 [ "$BCAST" -ge 2 ] || BCAST=2
-echo "round,seconds,pattern,sessions,frames_sent,frames_received,lost,hub_drops" > "$OUT/rounds.csv"
+echo "round,seconds,sessions,frames_sent,frames_received,lost,hub_drops" > "$OUT/rounds.csv"
 
 # Frames the hub dropped and counted (full queues): the bench's "lost"
 # must equal what the hub counted during the round.
@@ -142,24 +153,23 @@ round() {
     d0=$(hub_drops)
     BENCH_PIDS=()
     local common=(--hub "127.0.0.1:$PORT" --baseline false --json --duration "$secs" --hub-pid "$HUB_PID")
-    "$VHUB_BENCH" "${common[@]}" -n "$IDLE" --pattern idle > "$OUT/r$n-idle.json" 2> "$OUT/r$n-idle.err" &
+    "$VHUB_BENCH" "${common[@]}" --hub-name IDLE -n "$IDLE" --pattern idle > "$OUT/r$n-idle.json" 2> "$OUT/r$n-idle.err" &
     BENCH_PIDS+=($!)
-    "$VHUB_BENCH" "${common[@]}" -n "$PAIRS" --pattern pairs --rate 50 --size mixed > "$OUT/r$n-pairs.json" 2> "$OUT/r$n-pairs.err" &
+    "$VHUB_BENCH" "${common[@]}" --hub-name PAIRS -n "$PAIRS" --pattern pairs --rate 50 --size mixed > "$OUT/r$n-pairs.json" 2> "$OUT/r$n-pairs.err" &
     BENCH_PIDS+=($!)
-    "$VHUB_BENCH" "${common[@]}" -n "$BCAST" --pattern broadcast --rate 20 --size 64 > "$OUT/r$n-broadcast.json" 2> "$OUT/r$n-broadcast.err" &
+    "$VHUB_BENCH" "${common[@]}" --hub-name BCAST -n "$BCAST" --pattern broadcast --rate 20 --size 64 > "$OUT/r$n-broadcast.json" 2> "$OUT/r$n-broadcast.err" &
     BENCH_PIDS+=($!)
     local rc=0
     for p in "${BENCH_PIDS[@]}"; do wait "$p" || rc=1; done
     BENCH_PIDS=()
     d1=$(hub_drops)
-    for pat in idle pairs broadcast; do
-        python3 - "$OUT/r$n-$pat.json" "$n" "$secs" "$pat" "$(( d1 - d0 ))" >> "$OUT/rounds.csv" <<'PY' || rc=1
+    [ $rc -ne 0 ] || python3 - "$OUT" "$n" "$secs" "$(( d1 - d0 ))" >> "$OUT/rounds.csv" <<'PY' || rc=1
 import json, sys
-path, n, secs, pat, drops = sys.argv[1:]
-r = json.load(open(path))["hub"]
-print(f'{n},{secs},{pat},{r["sessions"]},{r["frames_sent"]},{r["frames_received"]},{r["lost"]},{drops}')
+out, n, secs, drops = sys.argv[1:]
+rs = [json.load(open(f"{out}/r{n}-{p}.json"))["hub"] for p in ("idle", "pairs", "broadcast")]
+t = {k: sum(r[k] for r in rs) for k in ("sessions", "frames_sent", "frames_received", "lost")}
+print(f'{n},{secs},{t["sessions"]},{t["frames_sent"]},{t["frames_received"]},{t["lost"]},{drops}')
 PY
-    done
     if [ $rc -ne 0 ]; then
         echo "soak.sh: round $n failed:" >&2
         tail -n 5 "$OUT"/r"$n"-*.err >&2
@@ -219,8 +229,8 @@ SAMPLER_PID=""
 read -r RSS_MAX RSS_MEAN FD_MAX SESS_MAX <<< "$(awk -F, '$2 == "load" {
     n++; r += $3; if ($3 > rm) rm = $3; if ($4 > fm) fm = $4; if ($5 > sm) sm = $5
 } END { printf "%d %d %d %d\n", rm, (n ? r / n : 0), fm, sm }' "$OUT/samples.csv")"
-LOST=$(awk -F, 'NR > 1 && $7 != $8 { bad++ } END { print bad + 0 }' "$OUT/rounds.csv")
-FRAMES=$(awk -F, 'NR > 1 { s += $6 } END { print s + 0 }' "$OUT/rounds.csv")
+LOST=$(awk -F, 'NR > 1 && $6 != $7 { bad++ } END { print bad + 0 }' "$OUT/rounds.csv")
+FRAMES=$(awk -F, 'NR > 2 { s += $5 } END { print s + 0 }' "$OUT/rounds.csv")
 
 RSS_LIMIT=$(( RSS0 + RSS_BOUND_MIB * 1024 ))
 FD_LIMIT=$(( FD0 + FD_BOUND ))
@@ -229,7 +239,7 @@ OK=1
 [ "$FD1" -le "$FD_LIMIT" ] || OK=0
 [ "$LOST" = 0 ] || OK=0
 {
-    echo "soak: $SESSIONS sessions, $(( n - 1 )) rounds, load ${DURATION}s, $FRAMES frames received by the bench"
+    echo "soak: $SESSIONS sessions, $(( n - 1 )) rounds, load ${DURATION}s, $FRAMES frames received by the bench during the load"
     awk -v a="$RSS0" -v m="$RSS_MEAN" -v p="$RSS_MAX" -v z="$RSS1" -v b="$RSS_BOUND_MIB" 'BEGIN {
         printf "RSS  before %.1f MiB, during mean %.1f / peak %.1f MiB, after %.1f MiB (bound: before + %d MiB)\n",
             a / 1024, m / 1024, p / 1024, z / 1024, b }'

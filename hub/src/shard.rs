@@ -92,6 +92,10 @@ struct Slot<S> {
     token: SessionToken,
     user: String,
     conn: Option<Rc<Conn<S>>>,
+    /// Counted in `vhub_sessions_detached` (link lost, waiting for a
+    /// resume). A flag, not `conn.is_none()`: a session that ends detached
+    /// (grace over, state Closed) must still leave the gauge.
+    detached: bool,
     dirty: bool,
     peer: SocketAddr,
 }
@@ -569,6 +573,7 @@ impl<B: Backend> Shard<B> {
                 token,
                 user: user.clone(),
                 conn: None,
+                detached: false,
                 dirty: false,
                 peer,
             });
@@ -610,7 +615,8 @@ impl<B: Backend> Shard<B> {
                     if let Some(old) = slot.conn.take() {
                         // The client came back before we noticed the old link died.
                         old.close();
-                    } else {
+                    } else if slot.detached {
+                        slot.detached = false;
                         self.sb.metrics.detached_by_hub[slot.hub].fetch_sub(1, Ordering::Relaxed);
                     }
                     slot.peer = peer;
@@ -618,6 +624,7 @@ impl<B: Backend> Shard<B> {
                     let r = s.resume(Instant::now(), rx);
                     if r.is_err() {
                         // Stays detached: the next valid resume may still come.
+                        slot.detached = true;
                         self.sb.metrics.detached_by_hub[slot.hub].fetch_add(1, Ordering::Relaxed);
                     }
                     Some(r)
@@ -915,11 +922,7 @@ impl<B: Backend> Shard<B> {
         st.local_ports[s.hub].retain(|&x| x != slot);
         self.sb.sessions.lock().remove(&s.token);
         self.sb.metrics.sessions_by_hub[s.hub].fetch_sub(1, Ordering::Relaxed);
-        if s.conn.is_none()
-            && s.session
-                .as_ref()
-                .is_some_and(|x| x.state() != State::Closed)
-        {
+        if s.detached {
             self.sb.metrics.detached_by_hub[s.hub].fetch_sub(1, Ordering::Relaxed);
         }
         if let Some(c) = s.conn {
@@ -946,6 +949,7 @@ impl<B: Backend> Shard<B> {
             return;
         }
         session.link_lost(Instant::now());
+        s.detached = true;
         self.sb.metrics.detached_by_hub[s.hub].fetch_add(1, Ordering::Relaxed);
         debug!(session = %s.token.short(), "link lost; session detached");
     }
