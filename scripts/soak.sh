@@ -107,6 +107,7 @@ cleanup() {
     wait 2>/dev/null || true
 }
 trap cleanup EXIT
+trap "exit 1" INT TERM
 
 metrics() { curl -sf --max-time 5 "http://127.0.0.1:$MPORT/metrics"; }
 # Sessions on all virtual hubs (attached or detached).
@@ -140,8 +141,12 @@ BCAST=$(( SESSIONS - IDLE - PAIRS ))
 [ "$BCAST" -ge 2 ] || BCAST=2
 echo "round,seconds,sessions,frames_sent,frames_received,lost,hub_drops" > "$OUT/rounds.csv"
 
-# Frames the hub dropped and counted (full queues): the bench's "lost"
-# must equal what the hub counted during the round.
+# Frames the hub dropped and counted (full queues), per round, next to the
+# bench's "lost" in rounds.csv. For information, not a pass/fail check:
+# the hub counts a drop per copy (a flood to 400 full queues is 400
+# drops) and the bench a frame once, and at the end of a round a session
+# that closed first turns its partner's last frames into floods. Exact
+# accounting is asserted by bench/tests/smoke.rs on short unicast runs.
 hub_drops() {
     metrics | awk '/^vhub_frames_dropped_total\{reason="(queue_full|handoff_full)"\}/ { s += $2 } END { print s + 0 }'
 }
@@ -229,15 +234,14 @@ SAMPLER_PID=""
 read -r RSS_MAX RSS_MEAN FD_MAX SESS_MAX <<< "$(awk -F, '$2 == "load" {
     n++; r += $3; if ($3 > rm) rm = $3; if ($4 > fm) fm = $4; if ($5 > sm) sm = $5
 } END { printf "%d %d %d %d\n", rm, (n ? r / n : 0), fm, sm }' "$OUT/samples.csv")"
-LOST=$(awk -F, 'NR > 1 && $6 != $7 { bad++ } END { print bad + 0 }' "$OUT/rounds.csv")
-FRAMES=$(awk -F, 'NR > 2 { s += $5 } END { print s + 0 }' "$OUT/rounds.csv")
+read -r FRAMES LOST DROPS <<< "$(awk -F, 'NR > 2 { r += $5; l += $6; d += $7 } END { printf "%d %d %d\n", r, l, d }' "$OUT/rounds.csv")"
+TIMEOUTS=$(metrics | awk '/^vhub_keepalive_timeouts_total / { print $2 }')
 
 RSS_LIMIT=$(( RSS0 + RSS_BOUND_MIB * 1024 ))
 FD_LIMIT=$(( FD0 + FD_BOUND ))
 OK=1
 [ "$RSS1" -le "$RSS_LIMIT" ] || OK=0
 [ "$FD1" -le "$FD_LIMIT" ] || OK=0
-[ "$LOST" = 0 ] || OK=0
 {
     echo "soak: $SESSIONS sessions, $(( n - 1 )) rounds, load ${DURATION}s, $FRAMES frames received by the bench during the load"
     awk -v a="$RSS0" -v m="$RSS_MEAN" -v p="$RSS_MAX" -v z="$RSS1" -v b="$RSS_BOUND_MIB" 'BEGIN {
@@ -245,7 +249,7 @@ OK=1
             a / 1024, m / 1024, p / 1024, z / 1024, b }'
     echo "fds  before $FD0, during peak $FD_MAX, after $FD1 (bound: before + $FD_BOUND)"
     echo "sessions during peak $SESS_MAX, after 0"
-    echo "rounds where the bench's lost != the hub's counted drops: $LOST"
+    echo "frames during the load: received $FRAMES, lost $LOST (bench), hub drops (full queues, per copy) $DROPS; keep-alive timeouts at the hub $TIMEOUTS (a starved machine)"
     if [ $OK = 1 ]; then echo "SOAK OK"; else echo "SOAK FAILED"; fi
 } | tee "$OUT/summary.txt"
 [ $OK = 1 ]

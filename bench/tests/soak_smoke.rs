@@ -46,7 +46,8 @@ impl Drop for OutDir {
 
 #[test]
 fn short_soak_returns_to_the_baseline() {
-    let out_dir = OutDir(std::env::temp_dir().join(format!("vhub-soak-smoke-{}", std::process::id())));
+    let out_dir =
+        OutDir(std::env::temp_dir().join(format!("vhub-soak-smoke-{}", std::process::id())));
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/soak.sh");
     let out = Command::new("bash")
         .arg(script)
@@ -72,7 +73,8 @@ fn short_soak_returns_to_the_baseline() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     eprintln!("{stdout}{stderr}");
     if !out.status.success() {
-        let samples = std::fs::read_to_string(out_dir.path().join("samples.csv")).unwrap_or_default();
+        let samples =
+            std::fs::read_to_string(out_dir.path().join("samples.csv")).unwrap_or_default();
         let rounds = std::fs::read_to_string(out_dir.path().join("rounds.csv")).unwrap_or_default();
         let log = std::fs::read_to_string(out_dir.path().join("hub.log")).unwrap_or_default();
         panic!(

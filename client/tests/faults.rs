@@ -253,13 +253,19 @@ fn iperf3_tcp_survives_random_link_cuts() {
         "a did not come back:\n{}",
         lan.va().proc.output()
     );
-    assert!(ping_works(&lan.a, "10.77.0.12", T), "no ping after the cuts");
+    assert!(
+        ping_works(&lan.a, "10.77.0.12", T),
+        "no ping after the cuts"
+    );
     // ... and every frame is accounted for: what a sent, b received and
     // the other way round, and the hub passed on exactly what it took in
     // (two sessions: a flood reaches the one other). The status files are
     // written every second: wait for them to agree.
     let n = |s: &serde_json::Value, k: &str| s[k].as_u64().unwrap_or(0);
-    let metric = |d: &str| lan.hub.metric(&format!("vhub_frames_total{{direction=\"{d}\"}}")) as u64;
+    let metric = |d: &str| {
+        lan.hub
+            .metric(&format!("vhub_frames_total{{direction=\"{d}\"}}")) as u64
+    };
     let mut snap = Default::default();
     let agree = wait_until(Duration::from_secs(10), || {
         let (sa, sb) = (lan.va().status().unwrap(), lan.vb().status().unwrap());
@@ -283,7 +289,9 @@ fn iperf3_tcp_survives_random_link_cuts() {
     let tap_dropped = lan
         .a
         .exec(&["cat", "/sys/class/net/vnic0/statistics/tx_dropped"]);
-    let tap_dropped = String::from_utf8_lossy(&tap_dropped.stdout).trim().to_owned();
+    let tap_dropped = String::from_utf8_lossy(&tap_dropped.stdout)
+        .trim()
+        .to_owned();
     let hub_lost = lan.hub.metric("vhub_lost_on_resume_frames_total");
     let hub_queue_full = lan
         .hub
@@ -377,7 +385,10 @@ fn hub_sigkilled_and_down_then_restarted_clients_come_back() {
     // Exactly the two clients' sessions, none detached: no ghost sessions
     // from attempts that raced the restart.
     assert_eq!(lan.hub.metric("vhub_sessions{hub=\"DEFAULT\"}"), 2.0);
-    assert_eq!(lan.hub.metric("vhub_sessions_detached{hub=\"DEFAULT\"}"), 0.0);
+    assert_eq!(
+        lan.hub.metric("vhub_sessions_detached{hub=\"DEFAULT\"}"),
+        0.0
+    );
     eprintln!(
         "RESULT hub SIGKILL, down {:.1} s (vnic a logged {refused} refused attempts), then restarted: \
          both clients on new sessions and ping both ways {recovery:?} after the restart; \
@@ -427,8 +438,7 @@ fn client_sigkilled_is_reaped_and_nothing_leaks() {
         assert_eq!(sessions(lan), 2.0);
         assert_eq!(macs(lan), 2.0, "a's and b's MAC");
         let mut server = lan.iperf3_server();
-        lan.a
-            .exec_ok(&["iperf3", "-c", "10.77.0.12", "-t", "1"]);
+        lan.a.exec_ok(&["iperf3", "-c", "10.77.0.12", "-t", "1"]);
         server.wait_exit(T);
         let silent = n % 2 == 0;
         if silent {

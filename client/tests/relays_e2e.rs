@@ -350,7 +350,11 @@ fn a_killed_and_restarted_socks_relay_is_survived() {
     let detect = t0.elapsed();
     // The relay stays away for 3 s: vnic retries (connection refused).
     std::thread::sleep(Duration::from_secs(3));
-    assert!(va.proc.try_exit().is_none(), "vnic gave up:\n{}", va.proc.output());
+    assert!(
+        va.proc.try_exit().is_none(),
+        "vnic gave up:\n{}",
+        va.proc.output()
+    );
     assert!(
         !ping_works(&s.a, "10.77.0.12", Duration::from_secs(1)),
         "ping through a dead relay"
@@ -361,7 +365,11 @@ fn a_killed_and_restarted_socks_relay_is_survived() {
     let back = wait_until(T, || {
         va.counter("resumes") >= 1 && va.state() == "connected"
     });
-    assert!(back, "no resume after the relay came back:\n{}", va.proc.output());
+    assert!(
+        back,
+        "no resume after the relay came back:\n{}",
+        va.proc.output()
+    );
     s.ping_both_ways();
     eprintln!(
         "RESULT dante SIGKILL ({} children): noticed after {detect:?}, relay down {:.1} s, \
