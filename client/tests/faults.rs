@@ -212,7 +212,7 @@ fn iperf3_tcp_survives_random_link_cuts() {
         if t0.elapsed() + down >= stop_at {
             break;
         }
-        let kill = rng.next() % 2 == 0;
+        let kill = rng.next().is_multiple_of(2);
         let d0 = Instant::now();
         lan.a.link(false);
         if kill {
@@ -440,7 +440,7 @@ fn client_sigkilled_is_reaped_and_nothing_leaks() {
         let mut server = lan.iperf3_server();
         lan.a.exec_ok(&["iperf3", "-c", "10.77.0.12", "-t", "1"]);
         server.wait_exit(T);
-        let silent = n % 2 == 0;
+        let silent = n.is_multiple_of(2);
         if silent {
             lan.a.link(false);
         }
