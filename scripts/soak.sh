@@ -70,8 +70,14 @@ command -v curl >/dev/null || { echo "soak.sh: curl is missing (Debian package c
 [ -n "$OUT" ] || OUT=$(mktemp -d /tmp/vhub-soak.XXXXXX)
 mkdir -p "$OUT"
 
-# Ports that were free a moment ago.
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# A port nobody listens on at the moment (bash's /dev/tcp connects).
+free_port() {
+    local p
+    while :; do
+        p=$(( 20000 + RANDOM % 40000 ))
+        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+    done
+}
 PORT=$(free_port)
 MPORT=$(free_port)
 cat > "$OUT/hub.toml" <<EOF
@@ -174,13 +180,14 @@ round() {
     for p in "${BENCH_PIDS[@]}"; do wait "$p" || rc=1; done
     BENCH_PIDS=()
     d1=$(hub_drops)
-    [ $rc -ne 0 ] || python3 - "$OUT" "$n" "$secs" "$(( d1 - d0 ))" >> "$OUT/rounds.csv" <<'PY' || rc=1
-import json, sys
-out, n, secs, drops = sys.argv[1:]
-rs = [json.load(open(f"{out}/r{n}-{p}.json"))["hub"] for p in ("idle", "pairs", "broadcast")]
-t = {k: sum(r[k] for r in rs) for k in ("sessions", "frames_sent", "frames_received", "lost")}
-print(f'{n},{secs},{t["sessions"]},{t["frames_sent"]},{t["frames_received"]},{t["lost"]},{drops}')
-PY
+    # With --baseline false the only figures in the JSON are the hub's.
+    local row="$n,$secs" k
+    for k in sessions frames_sent frames_received lost; do
+        row="$row,$(cat "$OUT/r$n-idle.json" "$OUT/r$n-pairs.json" "$OUT/r$n-broadcast.json" |
+            awk -v k="\"$k\":" '$1 == k { gsub(/,/, "", $2); s += $2; c++ } END { if (c == 3) print s; else print "?" }')"
+    done
+    echo "$row,$(( d1 - d0 ))" >> "$OUT/rounds.csv"
+    case "$row" in *'?'*) rc=1 ;; esac
     if [ $rc -ne 0 ]; then
         echo "soak.sh: round $n failed:" >&2
         tail -n 5 "$OUT"/r"$n"-*.err >&2
