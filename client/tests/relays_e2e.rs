@@ -265,8 +265,12 @@ fn a_proxy_refusing_our_credentials_stops_vnic_after_one_attempt() {
 // ------------------------------------------------------------------ dante --
 
 fn dante(s: &Setup) -> (Proc, u16) {
-    require_tool("danted", "dante-server");
     let port = free_port();
+    (dante_on(s, port), port)
+}
+
+fn dante_on(s: &Setup, port: u16) -> Proc {
+    require_tool("danted", "dante-server");
     let conf = s.dir.path().join("danted.conf");
     write(
         &conf,
@@ -295,7 +299,7 @@ socks pass {{ from: 10.0.0.0/8 to: 0.0.0.0/0 }}
         &s.dir.path().join("danted.log"),
     );
     wait_listening(&mut p, (s.a.host_ip, port));
-    (p, port)
+    p
 }
 
 #[test]
@@ -314,6 +318,73 @@ fn through_dante_socks5_and_socks4a() {
         let st = va.proc.stop();
         assert!(st.is_some_and(|s| s.success()));
     }
+}
+
+/// Issue 6 (faults): the relay dies (SIGKILL of dante and of the process
+/// that carries the session) and comes back on the same port: vnic keeps
+/// trying by itself, resumes the session, and ping works again.
+#[test]
+fn a_killed_and_restarted_socks_relay_is_survived() {
+    if !require_root("a_killed_and_restarted_socks_relay_is_survived") {
+        return;
+    }
+    let _lock = TestLock::take();
+    let s = Setup::new("drelay", 43);
+    let port = free_port();
+    let mut relay = dante_on(&s, port);
+    let mut va = s.vnic_via(&format!("socks5://{}:{port}", s.a.host_ip), vec![]);
+    va.wait_connected(T);
+    s.ping_both_ways();
+
+    // dante forks a child per client; kill the whole relay: the children
+    // first (they carry the session), then the parent. All started by us.
+    let t0 = std::time::Instant::now();
+    let kids = children(relay.pid());
+    for k in &kids {
+        // SAFETY: kill(2) on a child of the dante this test started.
+        unsafe { libc::kill(*k, libc::SIGKILL) };
+    }
+    relay.kill();
+    let noticed = wait_until(T, || va.state() != "connected");
+    assert!(noticed, "vnic did not notice:\n{}", va.proc.output());
+    let detect = t0.elapsed();
+    // The relay stays away for 3 s: vnic retries (connection refused).
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        va.proc.try_exit().is_none(),
+        "vnic gave up:\n{}",
+        va.proc.output()
+    );
+    assert!(
+        !ping_works(&s.a, "10.77.0.12", Duration::from_secs(1)),
+        "ping through a dead relay"
+    );
+
+    let t1 = std::time::Instant::now();
+    let _relay = dante_on(&s, port);
+    let back = wait_until(T, || {
+        va.counter("resumes") >= 1 && va.state() == "connected"
+    });
+    assert!(
+        back,
+        "no resume after the relay came back:\n{}",
+        va.proc.output()
+    );
+    s.ping_both_ways();
+    eprintln!(
+        "RESULT dante SIGKILL ({} children): noticed after {detect:?}, relay down {:.1} s, \
+         resumed and ping through {:?} after it was back; resumes {}, new sessions {}, lost {}",
+        kids.len(),
+        t1.duration_since(t0).as_secs_f64(),
+        t1.elapsed(),
+        va.counter("resumes"),
+        va.counter("new_sessions"),
+        va.counter("lost_on_resume") + va.counter("rx_gaps"),
+    );
+    assert_eq!(va.counter("new_sessions"), 0, "the session was lost");
+    assert_eq!(va.counter("lost_on_resume"), 0);
+    assert_eq!(va.counter("rx_gaps"), 0);
+    assert_eq!(s.hub.metric("vhub_lost_on_resume_frames_total"), 0.0);
 }
 
 // -------------------------------------------------------------------- ssh --

@@ -226,6 +226,7 @@ fn a_client_certificate_logs_in_and_a_foreign_one_is_refused() {
         d,
         &d.join("certs"),
         free_port(),
+        "",
         &format!("[tls]\nclient_ca = \"{carol_crt}\"\n"),
         &format!("\n[[user]]\nname = \"carol\"\nhub = \"DEFAULT\"\ncert_fingerprint = \"{fp}\"\n"),
     );

@@ -125,6 +125,10 @@ struct Slot<S> {
     token: SessionToken,
     user: String,
     conn: Option<Rc<Conn<S>>>,
+    /// Counted in `vhub_sessions_detached` (link lost, waiting for a
+    /// resume). A flag, not `conn.is_none()`: a session that ends detached
+    /// (grace over, state Closed) must still leave the gauge.
+    detached: bool,
     dirty: bool,
     peer: SocketAddr,
     /// This session's buffered bytes as last counted in the shard's total.
@@ -799,6 +803,7 @@ impl<B: Backend> Shard<B> {
                 token,
                 user: user.clone(),
                 conn: None,
+                detached: false,
                 dirty: false,
                 peer,
                 buffered: 0,
@@ -841,7 +846,8 @@ impl<B: Backend> Shard<B> {
                     if let Some(old) = slot.conn.take() {
                         // The client came back before we noticed the old link died.
                         old.close();
-                    } else {
+                    } else if slot.detached {
+                        slot.detached = false;
                         self.sb.metrics.detached_by_hub[slot.hub].fetch_sub(1, Ordering::Relaxed);
                     }
                     slot.peer = peer;
@@ -849,6 +855,7 @@ impl<B: Backend> Shard<B> {
                     let r = s.resume(Instant::now(), rx);
                     if r.is_err() {
                         // Stays detached: the next valid resume may still come.
+                        slot.detached = true;
                         self.sb.metrics.detached_by_hub[slot.hub].fetch_add(1, Ordering::Relaxed);
                     }
                     Some(r)
@@ -1154,11 +1161,7 @@ impl<B: Backend> Shard<B> {
         self.sb.sessions.lock().remove(&s.token);
         self.ctx.admission.remove_user_session(s.hub, &s.user);
         self.sb.metrics.sessions_by_hub[s.hub].fetch_sub(1, Ordering::Relaxed);
-        if s.conn.is_none()
-            && s.session
-                .as_ref()
-                .is_some_and(|x| x.state() != State::Closed)
-        {
+        if s.detached {
             self.sb.metrics.detached_by_hub[s.hub].fetch_sub(1, Ordering::Relaxed);
         }
         if let Some(c) = s.conn {
@@ -1185,6 +1188,7 @@ impl<B: Backend> Shard<B> {
             return;
         }
         session.link_lost(Instant::now());
+        s.detached = true;
         self.sb.metrics.detached_by_hub[s.hub].fetch_add(1, Ordering::Relaxed);
         debug!(session = %s.token.short(), "link lost; session detached");
     }

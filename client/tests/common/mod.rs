@@ -401,15 +401,22 @@ impl Hub {
     }
 
     pub fn start_on(dir: &Path, cert_dir: &Path, port: u16) -> Hub {
-        Self::start_custom(dir, cert_dir, port, "", "")
+        Self::start_custom(dir, cert_dir, port, "", "", "")
     }
 
-    /// As [`start_on`](Self::start_on), with `extra_config` appended to the
-    /// config (e.g. a `[tls]` table) and `extra_users` to the users file.
+    /// As [`Hub::start_on`], with `session_extra` (TOML lines) added to
+    /// the `[session]` table, e.g. `detach_grace = "2s"`.
+    pub fn start_with(dir: &Path, cert_dir: &Path, port: u16, session_extra: &str) -> Hub {
+        Self::start_custom(dir, cert_dir, port, session_extra, "", "")
+    }
+
+    /// As [`Hub::start_with`], with `extra_config` appended to the config
+    /// (e.g. a `[tls]` table) and `extra_users` to the users file.
     pub fn start_custom(
         dir: &Path,
         cert_dir: &Path,
         port: u16,
+        session_extra: &str,
         extra_config: &str,
         extra_users: &str,
     ) -> Hub {
@@ -427,6 +434,7 @@ shards = 1
 [session]
 keepalive = "1s"
 timeout = "3s"
+{session_extra}
 
 [[hub]]
 name = "DEFAULT"
@@ -532,6 +540,18 @@ name = "OTHER"
     pub fn restart(&mut self) {
         self.crash();
         self.launch();
+    }
+
+    /// Starts the hub again after [`Hub::crash`] (the port was closed
+    /// meanwhile: clients saw "connection refused").
+    pub fn start_again(&mut self) {
+        assert!(self.proc.is_none(), "the hub is still running");
+        self.launch();
+    }
+
+    /// The hub's PID (0 when it is not running).
+    pub fn pid(&self) -> i32 {
+        self.proc.as_ref().map(Proc::pid).unwrap_or(0)
     }
 
     pub fn log(&self) -> String {

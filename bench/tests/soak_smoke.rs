@@ -1,0 +1,97 @@
+//! The short form of the soak (issue 6, item 6) for CI: `scripts/soak.sh`
+//! with 200 sessions, a 10 s warm-up, then two halves of 15 s of load
+//! with an idle point between. It asserts what the script checks: with
+//! every session gone, the hub's open fds are back to the baseline
+//! exactly (at the middle and at the end), and its RSS at the end is
+//! within 16 MiB plus 10% of the load's peak (what the allocator may
+//! keep) of the middle (no growth) and of the baseline. About 70 s. The long
+//! form is run by hand (`scripts/soak.sh`: 1000 sessions, 10 min; numbers
+//! in bench/RESULTS.md).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// `vhub`, next to `vhub-bench` in the same target directory; built if missing.
+fn vhub_bin() -> PathBuf {
+    let bench = PathBuf::from(env!("CARGO_BIN_EXE_vhub-bench"));
+    let dir = bench.parent().unwrap();
+    let hub = dir.join("vhub");
+    if !hub.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-p", "hub"])
+            .env("CARGO_TARGET_DIR", dir.parent().unwrap())
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+            .status()
+            .expect("cargo build -p hub");
+        assert!(status.success(), "cargo build -p hub failed");
+    }
+    hub
+}
+
+/// The script's output directory, removed at the end unless the test failed.
+struct OutDir(PathBuf);
+
+impl OutDir {
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for OutDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+#[test]
+fn short_soak_returns_to_the_baseline() {
+    let out_dir =
+        OutDir(std::env::temp_dir().join(format!("vhub-soak-smoke-{}", std::process::id())));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/soak.sh");
+    let out = Command::new("bash")
+        .arg(script)
+        .args([
+            "--duration",
+            "30",
+            "--round",
+            "15",
+            "--warmup",
+            "10",
+            "--sessions",
+            "200",
+            "--sample",
+            "1",
+            "--out",
+        ])
+        .arg(out_dir.path())
+        .env("VHUB", vhub_bin())
+        .env("VHUB_BENCH", env!("CARGO_BIN_EXE_vhub-bench"))
+        .output()
+        .expect("bash scripts/soak.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{stdout}{stderr}");
+    if !out.status.success() {
+        let samples =
+            std::fs::read_to_string(out_dir.path().join("samples.csv")).unwrap_or_default();
+        let rounds = std::fs::read_to_string(out_dir.path().join("rounds.csv")).unwrap_or_default();
+        let log = std::fs::read_to_string(out_dir.path().join("hub.log")).unwrap_or_default();
+        panic!(
+            "soak failed ({:?})\n--- samples.csv\n{samples}\n--- rounds.csv\n{rounds}\n--- hub.log (tail)\n{}",
+            out.status,
+            log.lines().rev().take(40).collect::<Vec<_>>().join("\n")
+        );
+    }
+    assert!(stdout.contains("SOAK OK"), "{stdout}");
+    // The sampler ran through every phase.
+    let samples = std::fs::read_to_string(out_dir.path().join("samples.csv")).unwrap();
+    for phase in ["warmup", "load", "middle", "after"] {
+        assert!(
+            samples.lines().any(|l| l.split(',').nth(1) == Some(phase)),
+            "no {phase} sample:\n{samples}"
+        );
+    }
+}
