@@ -83,7 +83,7 @@ MPORT=$(free_port)
 cat > "$OUT/hub.toml" <<EOF
 listen = "127.0.0.1:$PORT"
 metrics_listen = "127.0.0.1:$MPORT"
-admin_listen = "off"
+admin_socket = "off"
 cert_dir = "$OUT/certs"
 shards = $SHARDS
 
@@ -91,6 +91,10 @@ shards = $SHARDS
 keepalive = "2s"
 timeout = "6s"
 detach_grace = "5s"
+
+# Every session comes from 127.0.0.1, three benches connecting at once.
+[limits]
+max_handshakes_per_address = 256
 
 # One virtual hub per pattern: separate broadcast domains, so each
 # bench's frame accounting is exact (no floods from the others).
