@@ -34,7 +34,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use certs::tls::{TlsConn, TlsError, TlsInfo};
 use openssl::ssl::SslContext;
-use switch_core::offload::{self, VnetHdr};
+use switch_core::offload;
 use switch_core::session::{
     Connect, Event, SendError, Session, SessionConfig, SessionStats, State,
 };
@@ -56,8 +56,6 @@ use crate::units::fmt_duration;
 
 /// Most frames taken from the TAP in one go before they are transmitted.
 const TAP_BATCH: usize = 256;
-/// Retransmit buffer of an offload session (64 super frames).
-const OFFLOAD_BUFFER_BYTES: usize = 4 << 20;
 /// Plaintext handed to TLS per `poll_transmit` call.
 const TRANSMIT_CHUNK: usize = 256 * 1024;
 /// Stop reading the TAP (and polling the session) while this much
@@ -378,7 +376,7 @@ impl<T: TapIo> Bridge<T> {
         };
         if offload {
             config.limits.max_frame = offload::MAX_VNET_FRAME;
-            config.max_buffered_bytes = OFFLOAD_BUFFER_BYTES;
+            config.max_buffered_bytes = offload::OFFLOAD_BUFFER_BYTES;
         }
         Session::connect(
             t,
@@ -855,10 +853,8 @@ impl<T: TapIo> Bridge<T> {
     /// the session's form.
     fn send_own_frame(&mut self, frame: &[u8]) {
         if self.session.offload() {
-            self.scratch.clear();
-            self.scratch.extend_from_slice(&VnetHdr::PLAIN.to_bytes());
-            self.scratch.extend_from_slice(frame);
-            queue_frame(&mut self.session, &mut self.shell, &self.scratch);
+            let framed = offload::with_plain_header(&mut self.scratch, frame);
+            queue_frame(&mut self.session, &mut self.shell, framed);
         } else {
             queue_frame(&mut self.session, &mut self.shell, frame);
         }

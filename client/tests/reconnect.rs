@@ -16,65 +16,7 @@ use common::*;
 
 const T: Duration = Duration::from_secs(30);
 
-/// A hub, two namespaces and a vnic in each, pinging works.
-/// Fields drop in order: the clients, the hub, the namespaces, and the
-/// directory last (a client still running would create it again).
-struct Lan {
-    va: Option<Vnic>,
-    vb: Option<Vnic>,
-    hub: Hub,
-    a: Ns,
-    b: Ns,
-    dir: tempfile::TempDir,
-}
-
 impl Lan {
-    fn new(test: &str, id: u8) -> Lan {
-        let dir = tempfile::tempdir().unwrap();
-        let pw = dir.path().join("pw");
-        std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
-        let hub = Hub::start(dir.path(), &dir.path().join("certs"));
-        let a = Ns::new(test, 'a', id, 1);
-        let b = Ns::new(test, 'b', id, 2);
-        let start = |ns: &Ns, ip: &str| {
-            Vnic::start(
-                ns,
-                VnicOpts {
-                    hub_ip: ns.host_ip,
-                    port: hub.port,
-                    hub: "DEFAULT",
-                    user: "alice",
-                    password_file: &pw,
-                    tap: "vnic0",
-                    ip: Some(ip),
-                    dir: dir.path(),
-                    extra: vec![],
-                },
-            )
-        };
-        let va = start(&a, "10.77.0.11/24");
-        let vb = start(&b, "10.77.0.12/24");
-        va.wait_connected(T);
-        vb.wait_connected(T);
-        assert!(ping_works(&a, "10.77.0.12", T), "a cannot ping b");
-        Lan {
-            va: Some(va),
-            vb: Some(vb),
-            hub,
-            a,
-            b,
-            dir,
-        }
-    }
-
-    fn va(&self) -> &Vnic {
-        self.va.as_ref().unwrap()
-    }
-
-    fn vb(&self) -> &Vnic {
-        self.vb.as_ref().unwrap()
-    }
-
     /// Runs `ping -D -i 0.05` from a to b for `secs` seconds; after 2 s
     /// calls `cut`, which breaks the link and returns (as Unix time) when
     /// the link is back. Returns the report and that time.
@@ -156,7 +98,7 @@ fn tcp_connection_killed_with_ss_resumes_without_loss() {
     }
     require_tool("ss", "iproute2");
     let _lock = TestLock::take();
-    let lan = Lan::new("cut", 2);
+    let lan = Lan::new("cut", 2, "");
     let port = lan.hub.port.to_string();
     let host = lan.a.host_ip.to_string();
     let (r, t_cut, t_up) = lan.ping_through(8, || {
@@ -181,7 +123,7 @@ fn veth_down_for_3s_resumes_without_loss() {
         return;
     }
     let _lock = TestLock::take();
-    let lan = Lan::new("down", 3);
+    let lan = Lan::new("down", 3, "");
     // 3 s as the issue asks; 1.5 s is shorter than the keep-alive timeout
     // (the link comes back before vnic gives up on the old connection),
     // 6 s is longer (vnic is already retrying with backoff).
@@ -216,7 +158,7 @@ fn silent_link_is_detected_by_keepalive_and_recovered() {
     }
     require_tool("nft", "nftables");
     let _lock = TestLock::take();
-    let lan = Lan::new("silent", 4);
+    let lan = Lan::new("silent", 4, "");
     let rules = format!(
         "table inet vnictest {{\n\
            chain in {{ type filter hook input priority 0; ip saddr {h} tcp sport {p} drop; }}\n\
@@ -265,7 +207,7 @@ fn hub_restart_gives_a_new_session_and_traffic_flows_again() {
         return;
     }
     let _lock = TestLock::take();
-    let mut lan = Lan::new("restart", 5);
+    let mut lan = Lan::new("restart", 5, "");
     let (pid_a, pid_b) = (lan.va().proc.pid(), lan.vb().proc.pid());
 
     // A crash: the clients see the connection die, try to resume, get 410
@@ -332,7 +274,7 @@ fn kicked_with_vhub_ctl_the_client_reconnects_by_itself() {
         return;
     }
     let _lock = TestLock::take();
-    let mut lan = Lan::new("kick", 20);
+    let mut lan = Lan::new("kick", 20, "");
     let sessions = || -> Vec<serde_json::Value> {
         let out = lan.hub.ctl(&["--json", "sessions"]);
         assert!(

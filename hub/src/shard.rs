@@ -53,10 +53,8 @@ const BUFFER_FLOOR: usize = 64 * 1024;
 /// A writer quiet for this long gives its buffers back when it sleeps.
 const KEEP_BUFFERS_IDLE: Duration = Duration::from_millis(500);
 /// Offload sessions: most 64 KiB super frames per message (a message stays
-/// near 1 MiB) …
+/// near 1 MiB); their buffer is `offload::OFFLOAD_BUFFER_BYTES`.
 const OFFLOAD_MAX_BATCH: u32 = 16;
-/// … and at least this much buffer for resume (64 super frames).
-const OFFLOAD_BUFFER_BYTES: usize = 4 << 20;
 
 /// A connection moving to the shard that owns its session (resume on the
 /// wrong shard).
@@ -775,7 +773,7 @@ impl<B: Backend> Shard<B> {
             // holds a few dozen of them.
             cfg.limits.max_frame = offload::MAX_VNET_FRAME;
             cfg.limits.max_batch = cfg.limits.max_batch.min(OFFLOAD_MAX_BATCH);
-            cfg.max_buffered_bytes = cfg.max_buffered_bytes.max(OFFLOAD_BUFFER_BYTES);
+            cfg.max_buffered_bytes = cfg.max_buffered_bytes.max(offload::OFFLOAD_BUFFER_BYTES);
         }
         let session = Session::accept(
             Instant::now(),
@@ -1045,9 +1043,7 @@ impl<B: Backend> Shard<B> {
         let wants = session.wants_transmit() || session.state() == State::Closed || sooner;
         // ACKs in the input freed buffer space.
         let s = &mut st.slots[slot as usize];
-        let now_buffered = session.buffered_bytes();
-        st.buffered = st.buffered + now_buffered - s.buffered;
-        s.buffered = now_buffered;
+        recount(&mut st.buffered, s, &session);
         s.session = Some(session);
         if wants {
             conn.wake.notify_one();
@@ -1518,10 +1514,11 @@ fn local_send<S>(st: &mut State_<S>, slot: u32, frame: &[u8], vnet: bool) {
     let sent = if session.offload() == vnet {
         send_counted(c, session, frame)
     } else if !vnet {
-        st.scratch.clear();
-        st.scratch.extend_from_slice(&VnetHdr::PLAIN.to_bytes());
-        st.scratch.extend_from_slice(frame);
-        send_counted(c, session, &st.scratch)
+        send_counted(
+            c,
+            session,
+            offload::with_plain_header(&mut st.scratch, frame),
+        )
     } else if VnetHdr::parse(frame).is_some_and(|h| h.is_plain()) {
         send_counted(c, session, &frame[offload::VNET_HDR_LEN..])
     } else {
@@ -1544,6 +1541,14 @@ fn local_send<S>(st: &mut State_<S>, slot: u32, frame: &[u8], vnet: bool) {
         s.dirty = true;
         st.dirty.push(slot);
     }
+}
+
+/// Brings the shard's total of buffered bytes up to date with `session`
+/// (the slot's session, taken out or not).
+fn recount<S>(total: &mut usize, slot: &mut Slot<S>, session: &Session) {
+    let now = session.buffered_bytes();
+    *total = *total + now - slot.buffered;
+    slot.buffered = now;
 }
 
 /// Queues one frame on a session, counting it as sent or dropped.

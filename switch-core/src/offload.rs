@@ -27,6 +27,19 @@ pub const VNET_HDR_LEN: usize = 10;
 /// + 4-byte VLAN tag + a 65,535-byte IP packet, rounded up.
 pub const MAX_VNET_FRAME: u32 = 65_600;
 
+/// Retransmit buffer of an offload session, either end (a few dozen
+/// super frames; the 1 MiB default would hold 16).
+pub const OFFLOAD_BUFFER_BYTES: usize = 4 << 20;
+
+/// Writes `frame` behind an all-zero header into `out` (cleared first):
+/// a plain frame in an offload session's form.
+pub fn with_plain_header<'a>(out: &'a mut Vec<u8>, frame: &[u8]) -> &'a [u8] {
+    out.clear();
+    out.extend_from_slice(&VnetHdr::PLAIN.to_bytes());
+    out.extend_from_slice(frame);
+    out
+}
+
 /// `flags`: the checksum at `csum_start + csum_offset` holds only the
 /// pseudo-header sum; the rest is to be added.
 pub const F_NEEDS_CSUM: u8 = 1;

@@ -774,6 +774,85 @@ pub fn ping_works(ns: &Ns, target: &str, timeout: Duration) -> bool {
     })
 }
 
+/// How long a [`Lan`] waits for its clients to connect and ping.
+const LAN_T: Duration = Duration::from_secs(30);
+
+/// A hub, two namespaces with a vnic each (10.77.0.11 in a, 10.77.0.12 in
+/// b, user alice on DEFAULT), pinging works.
+/// Fields drop in order: the clients, the hub, the namespaces, and the
+/// directory last (a client still running would create it again).
+pub struct Lan {
+    pub va: Option<Vnic>,
+    pub vb: Option<Vnic>,
+    pub hub: Hub,
+    pub a: Ns,
+    pub b: Ns,
+    pub pw: PathBuf,
+    pub dir: tempfile::TempDir,
+}
+
+impl Lan {
+    /// `session_extra`: more `[session]` keys for the hub.
+    pub fn new(test: &str, id: u8, session_extra: &str) -> Lan {
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
+        let hub = Hub::start_with(
+            dir.path(),
+            &dir.path().join("certs"),
+            free_port(),
+            session_extra,
+        );
+        let a = Ns::new(test, 'a', id, 1);
+        let b = Ns::new(test, 'b', id, 2);
+        let mut lan = Lan {
+            va: None,
+            vb: None,
+            hub,
+            a,
+            b,
+            pw,
+            dir,
+        };
+        lan.va = Some(lan.vnic('a'));
+        lan.vb = Some(lan.vnic('b'));
+        lan.va().wait_connected(LAN_T);
+        lan.vb().wait_connected(LAN_T);
+        assert!(ping_works(&lan.a, "10.77.0.12", LAN_T), "a cannot ping b");
+        lan
+    }
+
+    /// Starts (another) vnic in namespace `a` or `b`.
+    pub fn vnic(&self, which: char) -> Vnic {
+        let (ns, ip) = match which {
+            'a' => (&self.a, "10.77.0.11/24"),
+            _ => (&self.b, "10.77.0.12/24"),
+        };
+        Vnic::start(
+            ns,
+            VnicOpts {
+                hub_ip: ns.host_ip,
+                port: self.hub.port,
+                hub: "DEFAULT",
+                user: "alice",
+                password_file: &self.pw,
+                tap: "vnic0",
+                ip: Some(ip),
+                dir: self.dir.path(),
+                extra: vec![],
+            },
+        )
+    }
+
+    pub fn va(&self) -> &Vnic {
+        self.va.as_ref().unwrap()
+    }
+
+    pub fn vb(&self) -> &Vnic {
+        self.vb.as_ref().unwrap()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
