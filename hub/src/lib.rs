@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod auth;
 pub mod config;
+pub mod memory;
 pub mod metrics;
 pub mod net;
 pub mod reload;

@@ -2,7 +2,7 @@
 //! on 0.0.0.0:8443 with a certificate created on first start.
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: hub::memory::Counting = hub::memory::Counting::new();
 
 use std::io::Read as _;
 use std::net::SocketAddr;

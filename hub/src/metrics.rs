@@ -602,6 +602,12 @@ fn process_metrics(enc: &mut DescriptorEncoder) -> std::fmt::Result {
             )?;
         }
     }
+    gauge(
+        enc,
+        "vhub_heap_in_use_bytes",
+        "Bytes allocated and not freed (Rust's heap and OpenSSL's): unlike RSS, not inflated by free memory the allocators keep for reuse.",
+        crate::memory::heap_in_use() as i64,
+    )?;
     if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
         gauge(
             enc,

@@ -52,6 +52,8 @@ const WRITE_CHUNK: usize = 256 * 1024;
 const BUFFER_FLOOR: usize = 64 * 1024;
 /// A writer quiet for this long gives its buffers back when it sleeps.
 const KEEP_BUFFERS_IDLE: Duration = Duration::from_millis(500);
+/// Buffers this large given back by a quiet writer are worth a trim.
+const TRIM_AFTER_FREEING: usize = 64 * 1024;
 /// Offload sessions: most 64 KiB super frames per message (a message stays
 /// near 1 MiB); their buffer is `offload::OFFLOAD_BUFFER_BYTES`.
 const OFFLOAD_MAX_BATCH: u32 = 16;
@@ -161,6 +163,9 @@ pub struct Shard<B: Backend> {
     st: RefCell<State_<B::Stream>>,
     listener: RefCell<Option<Rc<B::Listener>>>,
     done: Notify,
+    /// Memory was freed (a session ended, a writer gave its buffers back):
+    /// housekeeping hands free pages back to the system.
+    trim: Cell<bool>,
 }
 
 impl<B: Backend> Shard<B> {
@@ -201,6 +206,7 @@ impl<B: Backend> Shard<B> {
                 }),
                 listener: RefCell::new(Some(listener.clone())),
                 done: Notify::new(),
+                trim: Cell::new(false),
             });
             B::spawn(shard.clone().mailbox_loop());
             B::spawn(shard.clone().housekeeping());
@@ -1151,6 +1157,7 @@ impl<B: Backend> Shard<B> {
             return;
         }
         let s = st.slots.remove(slot as usize);
+        self.trim.set(true);
         st.buffered -= s.buffered;
         self.sb.remove_port(s.hub, s.port, self.id);
         st.local_ports[s.hub].retain(|&x| x != slot);
@@ -1248,6 +1255,9 @@ impl<B: Backend> Shard<B> {
             // cost a tenth of the hub's time at 3 Gbit/s). One that has
             // been quiet for a while gives them back.
             if now.saturating_duration_since(last_busy) >= KEEP_BUFFERS_IDLE {
+                if plain.capacity() + out.capacity() >= TRIM_AFTER_FREEING {
+                    self.trim.set(true);
+                }
                 plain = Vec::new();
                 out = Vec::new();
                 conn.tls.borrow_mut().shrink_idle();
@@ -1460,6 +1470,9 @@ impl<B: Backend> Shard<B> {
                         self.remove_slot(st, slot);
                     }
                 }
+            }
+            if self.trim.take() {
+                crate::memory::give_back_free_memory();
             }
             // Shard 0 ages the MAC tables of every hub.
             if self.id == 0 {
