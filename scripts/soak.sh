@@ -8,13 +8,14 @@
 #   scripts/soak.sh [--duration SECS] [--sessions N] [--round SECS]
 #                   [--warmup SECS] [--sample SECS] [--out DIR]
 #                   [--rss-bound-mib MIB] [--retain-pct P] [--fd-bound N]
-#                   [--shards N]
+#                   [--heap-bound-mib MIB] [--shards N]
 #
 # Defaults: 600 s of load, 1000 sessions, rounds of 60 s, warm-up 30 s,
 # a sample every 2 s. The load runs in two halves with an idle point
-# between; the bounds (fds exactly back; RSS at the end within 16 MiB +
-# 10% of the load's peak of both the middle and the baseline) are
-# explained at the end of this script.
+# between; the bounds (fds exactly back; the heap in use at the end within
+# 1 MiB of the middle; RSS at the end within 16 MiB + 10% of the load's
+# peak of both the middle and the baseline) are explained at the end of
+# this script.
 #
 # The load is a mix, run as three `vhub-bench` processes at once (each on
 # its own virtual hub), again
@@ -38,6 +39,7 @@ WARMUP=30
 SAMPLE=2
 OUT=""
 RSS_BOUND_MIB=16
+HEAP_BOUND_MIB=1
 FD_BOUND=0
 RETAIN_PCT=10
 SHARDS=2
@@ -52,9 +54,10 @@ while [ $# -gt 0 ]; do
         --out) OUT=$2; shift 2 ;;
         --rss-bound-mib) RSS_BOUND_MIB=$2; shift 2 ;;
         --fd-bound) FD_BOUND=$2; shift 2 ;;
+        --heap-bound-mib) HEAP_BOUND_MIB=$2; shift 2 ;;
         --retain-pct) RETAIN_PCT=$2; shift 2 ;;
         --shards) SHARDS=$2; shift 2 ;;
-        -h|--help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "soak.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -129,6 +132,8 @@ metrics() { curl -sf --max-time 5 "http://127.0.0.1:$MPORT/metrics"; }
 # Sessions on all virtual hubs (attached or detached).
 sessions() { metrics | awk '/^vhub_sessions\{/ { s += $2 } END { print s + 0 }'; }
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$HUB_PID/status"; }
+# Bytes allocated and not freed (the allocators' caches not included).
+heap_kib() { metrics | awk '/^vhub_heap_in_use_bytes / { printf "%d\n", $2 / 1024 }'; }
 fds() { ls "/proc/$HUB_PID/fd" | wc -l; }
 
 for _ in $(seq 100); do
@@ -226,7 +231,7 @@ settle() {
         [ $(( hi - lo )) -gt 1024 ] || break
         a=$b; b=$c
     done
-    echo "$c $(fds)"
+    echo "$c $(fds) $(heap_kib)"
 }
 
 echo "soak: $SESSIONS sessions ($IDLE idle, $PAIRS in pairs, $BCAST broadcast), warm-up ${WARMUP}s, load ${DURATION}s in rounds of ${ROUND}s; output in $OUT"
@@ -234,8 +239,8 @@ echo warmup > "$OUT/phase"
 round "$WARMUP" 0
 drain
 echo baseline > "$OUT/phase"
-read -r RSS0 FD0 <<< "$(settle)"
-echo "baseline after warm-up: RSS $RSS0 KiB, fds $FD0"
+read -r RSS0 FD0 HEAP0 <<< "$(settle)"
+echo "baseline after warm-up: RSS $RSS0 KiB, fds $FD0, heap in use $HEAP0 KiB"
 
 # Rounds of the mix for $1 seconds.
 n=1
@@ -260,11 +265,11 @@ load() {
 # to the end, whatever the allocator kept after the peak of the load.
 load $(( DURATION / 2 ))
 echo middle > "$OUT/phase"
-read -r RSSM FDM <<< "$(settle)"
-echo "middle (idle, after half the load): RSS $RSSM KiB, fds $FDM"
+read -r RSSM FDM HEAPM <<< "$(settle)"
+echo "middle (idle, after half the load): RSS $RSSM KiB, fds $FDM, heap in use $HEAPM KiB"
 load $(( DURATION - DURATION / 2 ))
 echo after > "$OUT/phase"
-read -r RSS1 FD1 <<< "$(settle)"
+read -r RSS1 FD1 HEAP1 <<< "$(settle)"
 kill "$SAMPLER_PID" 2>/dev/null || true
 wait "$SAMPLER_PID" 2>/dev/null || true
 SAMPLER_PID=""
@@ -277,7 +282,11 @@ read -r FRAMES LOST DROPS <<< "$(awk -F, 'NR > 2 { r += $5; l += $6; d += $7 } E
 TIMEOUTS=$(metrics | awk '/^vhub_keepalive_timeouts_total / { print $2 }')
 
 # The bounds: fds back to the baseline (+ --fd-bound) at the middle and at
-# the end. RSS at the end within --rss-bound-mib plus --retain-pct of the
+# the end. The heap in use (exact: what is allocated and not freed) at the
+# end within --heap-bound-mib of the middle: the leak check. Against the
+# baseline it may be higher by what tables keep after a high-water mark
+# (slab and hash map capacity for the peak's sessions), which the first
+# half already reached. RSS at the end within --rss-bound-mib plus --retain-pct of the
 # load's peak above the baseline, of the middle (no growth over the second
 # half: the leak check) and of the baseline. The second term is what the
 # allocator (mimalloc) may keep after a high-water mark: measured here,
@@ -294,6 +303,8 @@ OK=1
 [ "$RSS1" -le "$RSS_LIMIT" ] || OK=0
 [ "$FD1" -le "$FD_LIMIT" ] || OK=0
 [ "$FDM" -le "$FD_LIMIT" ] || OK=0
+HEAP_LIMIT=$(( HEAPM + HEAP_BOUND_MIB * 1024 ))
+[ "$HEAP1" -le "$HEAP_LIMIT" ] || OK=0
 {
     echo "soak: $SESSIONS sessions, $(( n - 1 )) rounds, load ${DURATION}s, $FRAMES frames received by the bench during the load"
     awk -v a="$RSS0" -v m="$RSS_MEAN" -v p="$RSS_MAX" -v z="$RSS1" -v mid="$RSSM" -v b="$RSS_BOUND_MIB" \
@@ -302,6 +313,7 @@ OK=1
             a / 1024, m / 1024, p / 1024, mid / 1024, z / 1024
         printf "     bounds (%d MiB + %d%% of the peak above before): after <= middle + that = %.1f MiB (no growth), after <= before + that = %.1f MiB\n",
             b, r, lm / 1024, l / 1024 }'
+    echo "heap in use  before $HEAP0 KiB, middle $HEAPM KiB, after $HEAP1 KiB (bound: middle + $HEAP_BOUND_MIB MiB = $HEAP_LIMIT KiB)"
     echo "fds  before $FD0, during peak $FD_MAX, middle $FDM, after $FD1 (bound: before + $FD_BOUND)"
     echo "sessions during peak $SESS_MAX, after 0"
     echo "frames during the load: received $FRAMES, lost $LOST (bench), hub drops (full queues, per copy) $DROPS; keep-alive timeouts at the hub $TIMEOUTS (non-zero: clients starved of CPU)"
