@@ -124,6 +124,8 @@ struct ShellStats {
     /// Frames read from the TAP with a virtio_net_hdr vnic could not cut
     /// (the kernel does not make those; counted, never silent).
     bad_offload: u64,
+    /// Plain frames cut from TAP super frames for a hub without offload.
+    segments_cut: u64,
 }
 
 pub struct Bridge<T: TapIo> {
@@ -819,12 +821,11 @@ impl<T: TapIo> Bridge<T> {
         let (session, shell) = (&mut self.session, &mut self.shell);
         for frame in self.batch.iter() {
             if cut {
-                if offload::to_plain(frame, max, &mut self.scratch, |f| {
+                match offload::to_plain(frame, max, &mut self.scratch, |f| {
                     queue_frame(session, shell, f)
-                })
-                .is_err()
-                {
-                    shell.bad_offload += 1;
+                }) {
+                    Ok(n) => shell.segments_cut += n as u64,
+                    Err(_) => shell.bad_offload += 1,
                 }
             } else {
                 queue_frame(session, shell, frame);
@@ -1183,6 +1184,7 @@ impl<T: TapIo> Bridge<T> {
             oversize: self.shell.oversize,
             offload: self.session.offload(),
             bad_offload: self.shell.bad_offload,
+            segments_cut: self.shell.segments_cut,
             reconnects: self.shell.reconnects,
             resumes: s.resumes,
             new_sessions: self.shell.new_sessions,

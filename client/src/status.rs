@@ -61,6 +61,9 @@ pub struct Status {
     pub offload: bool,
     /// TAP super frames that could not be cut for a hub without offload.
     pub bad_offload: u64,
+    /// Frames cut from TAP super frames because the hub did not grant
+    /// offload (vnic segments them as the kernel's GSO would).
+    pub segments_cut: u64,
     /// Connections opened after the first one.
     pub reconnects: u64,
     pub resumes: u64,
@@ -122,11 +125,15 @@ impl Status {
         rows.push((
             "offload",
             if self.offload {
-                "on (TSO super frames)"
+                "on (TSO super frames)".into()
+            } else if self.segments_cut > 0 {
+                format!(
+                    "off at the hub; {} frames cut here from super frames",
+                    self.segments_cut
+                )
             } else {
-                "off"
-            }
-            .into(),
+                "off".into()
+            },
         ));
         rows.push((
             "rtt",

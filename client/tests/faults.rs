@@ -54,26 +54,6 @@ impl Rng {
     }
 }
 
-impl Lan {
-    /// The iperf3 server in b, for one test.
-    fn iperf3_server(&self) -> Proc {
-        let server = self.b.spawn(
-            "iperf3 -s",
-            &["iperf3", "-s", "-1", "-B", "10.77.0.12"],
-            &self.dir.path().join("iperf3-s.log"),
-        );
-        let ready = wait_until(T, || {
-            self.b
-                .exec(&["ss", "-ltn", "sport = :5201"])
-                .stdout
-                .windows(4)
-                .any(|w| w == b"5201")
-        });
-        assert!(ready, "iperf3 server did not start");
-        server
-    }
-}
-
 /// `process_open_fds` and `process_resident_memory_bytes` of a process,
 /// read from /proc (not from its own metrics: a scrape opens a socket).
 fn fds_and_rss(pid: i32) -> (usize, u64) {

@@ -188,3 +188,56 @@ fn two_vnics_share_a_lan_and_another_hub_sees_nothing() {
     drop(vc);
     drop(vb);
 }
+
+/// A hub that does not grant offload (`[session] offload = false`): both
+/// vnics still open their TAPs with TSO, so the kernel hands them 64 KiB
+/// super frames, which each vnic must cut into plain frames itself (and
+/// give its TAP frames behind a zero header). If it did not, the hub would
+/// refuse every super frame as too large and TCP would stall.
+#[test]
+fn vnic_cuts_super_frames_for_a_hub_without_offload() {
+    if !require_root("vnic_cuts_super_frames_for_a_hub_without_offload") {
+        return;
+    }
+    require_tool("iperf3", "iperf3");
+    let _lock = TestLock::take();
+    let lan = Lan::new("nooff", 44, "offload = false");
+    for v in [lan.va(), lan.vb()] {
+        let status = v.status().expect("vnic status");
+        assert_eq!(status["offload"], false, "the hub refused offload");
+    }
+    let mut server = lan.iperf3_server();
+    let out = lan
+        .a
+        .exec_ok(&["iperf3", "-c", "10.77.0.12", "-t", "2", "-J"]);
+    server.wait_exit(T);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("iperf3 JSON");
+    let received = report["end"]["sum_received"]["bytes"]
+        .as_f64()
+        .unwrap_or(0.0);
+    let bps = report["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap_or(0.0);
+    // The status file is written once a second.
+    std::thread::sleep(Duration::from_millis(1200));
+    let cut = lan.va().counter("segments_cut");
+    let tx = lan.va().counter("tx_frames");
+    eprintln!(
+        "RESULT no offload at the hub: iperf3 a->b {:.0} Mbit/s, {received} bytes; vnic a cut {cut} frames from super frames ({tx} frames sent)",
+        bps / 1e6
+    );
+    // More than a few MB crossed, and most of it came cut by vnic a: with
+    // TSO the kernel sends nearly all bulk data as super frames.
+    assert!(received > 10e6, "iperf3 moved {received} bytes: {report}");
+    assert!(
+        cut as f64 * 1448.0 > received / 2.0,
+        "vnic a cut {cut} frames for {received} bytes"
+    );
+    // Nothing refused or dropped on the way, and the session held (a super
+    // frame sent uncut would end it: larger than the session allows).
+    for key in ["bad_offload", "oversize", "tail_drops", "reconnects"] {
+        assert_eq!(lan.va().counter(key), 0, "{key} of vnic a");
+    }
+    // The hub had nothing to cut: every frame arrived plain.
+    assert_eq!(lan.hub.metric("vhub_gso_segments_total"), 0.0);
+}

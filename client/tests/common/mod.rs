@@ -848,6 +848,24 @@ impl Lan {
         self.va.as_ref().unwrap()
     }
 
+    /// The iperf3 server in b (one client, then it exits), listening.
+    pub fn iperf3_server(&self) -> Proc {
+        let server = self.b.spawn(
+            "iperf3 -s",
+            &["iperf3", "-s", "-1", "-B", "10.77.0.12"],
+            &self.dir.path().join("iperf3-s.log"),
+        );
+        let ready = wait_until(LAN_T, || {
+            self.b
+                .exec(&["ss", "-ltn", "sport = :5201"])
+                .stdout
+                .windows(4)
+                .any(|w| w == b"5201")
+        });
+        assert!(ready, "iperf3 server did not start");
+        server
+    }
+
     pub fn vb(&self) -> &Vnic {
         self.vb.as_ref().unwrap()
     }
