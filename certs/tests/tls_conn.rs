@@ -673,3 +673,29 @@ fn custom_openssl_strings_negotiate() {
         }
     );
 }
+
+/// The hub resumes sessions by its own token, never by TLS: its context
+/// issues no TLS 1.3 tickets and keeps no session cache (OpenSSL would
+/// keep up to 20,480 sessions per context, memory that grows with every
+/// handshake until the cache is full).
+#[test]
+fn the_hub_issues_no_tls_tickets() {
+    let ctx = server_context(identity(), &TlsOptions::default()).unwrap();
+    assert_eq!(ctx.num_tickets(), 0);
+    // A TLS 1.3 handshake step by step: after the client's Finished the
+    // server would send its tickets; it sends nothing.
+    let mut s = TlsConn::server(&ctx).unwrap();
+    let mut c = client(&Verify::Insecure, &TlsOptions::default(), None);
+    let mut buf = Vec::new();
+    assert!(!c.handshake().unwrap());
+    assert!(transfer(&mut c, &mut s, &mut buf) > 0, "ClientHello");
+    assert!(!s.handshake().unwrap());
+    assert!(
+        transfer(&mut s, &mut c, &mut buf) > 0,
+        "ServerHello .. Finished"
+    );
+    assert!(c.handshake().unwrap());
+    assert!(transfer(&mut c, &mut s, &mut buf) > 0, "client Finished");
+    assert!(s.handshake().unwrap());
+    assert_eq!(s.pending_ciphertext(), 0, "the server sent tickets");
+}

@@ -72,20 +72,32 @@ unsafe impl GlobalAlloc for Counting {
     }
 }
 
-/// Bytes in use: Rust's heap (when [`Counting`] is the global allocator,
-/// as in `vhub`; 0 otherwise) plus glibc malloc's (OpenSSL's state and
-/// buffers), without the free memory either allocator keeps.
-pub fn heap_in_use() -> u64 {
+/// Bytes in use, without the free memory the allocators keep: Rust's heap
+/// (when [`Counting`] is the global allocator, as in `vhub`; 0 otherwise)
+/// and glibc malloc's (OpenSSL's state and buffers).
+#[derive(Clone, Copy, Debug)]
+pub struct HeapInUse {
+    pub rust: u64,
+    pub libc: u64,
+}
+
+impl HeapInUse {
+    pub fn total(self) -> u64 {
+        self.rust + self.libc
+    }
+}
+
+pub fn heap_in_use() -> HeapInUse {
     let rust = LIVE.load(Ordering::Relaxed) as u64;
     #[cfg(target_env = "gnu")]
-    let c = {
+    let libc = {
         // SAFETY: mallinfo2 only reads the allocator's statistics.
         let m = unsafe { libc::mallinfo2() };
         (m.uordblks + m.hblkhd) as u64
     };
     #[cfg(not(target_env = "gnu"))]
-    let c = 0;
-    rust + c
+    let libc = 0;
+    HeapInUse { rust, libc }
 }
 
 /// Hands free memory back to the system: mimalloc's free pages of the
@@ -107,15 +119,15 @@ mod tests {
 
     #[test]
     fn glibc_allocations_are_counted() {
-        let before = heap_in_use();
+        let before = heap_in_use().libc;
         // Through glibc's malloc, as OpenSSL allocates.
         // SAFETY: a plain malloc/free pair.
         let p = unsafe { libc::malloc(64 << 20) };
         assert!(!p.is_null());
-        let during = heap_in_use();
+        let during = heap_in_use().libc;
         // SAFETY: p came from malloc above.
         unsafe { libc::free(p) };
-        let after = heap_in_use();
+        let after = heap_in_use().libc;
         // Other test threads allocate too: 64 MiB against 16 MiB of slack.
         assert!(during >= before + (48 << 20), "{before} -> {during}");
         assert!(after + (48 << 20) <= during, "{during} -> {after}");

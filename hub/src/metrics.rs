@@ -602,11 +602,18 @@ fn process_metrics(enc: &mut DescriptorEncoder) -> std::fmt::Result {
             )?;
         }
     }
+    let heap = crate::memory::heap_in_use();
     gauge(
         enc,
         "vhub_heap_in_use_bytes",
         "Bytes allocated and not freed (Rust's heap and OpenSSL's): unlike RSS, not inflated by free memory the allocators keep for reuse.",
-        crate::memory::heap_in_use() as i64,
+        heap.total() as i64,
+    )?;
+    gauge(
+        enc,
+        "vhub_heap_in_use_libc_bytes",
+        "The part of vhub_heap_in_use_bytes allocated through the C library's malloc (OpenSSL).",
+        heap.libc as i64,
     )?;
     if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
         gauge(

@@ -353,6 +353,7 @@ impl<B: Backend> Shard<B> {
         };
         let mut buf = Vec::with_capacity(16 * 1024);
         let mut out = Vec::new();
+        let mut first_read = true;
         // TLS handshake.
         loop {
             let r = tls.handshake();
@@ -375,6 +376,32 @@ impl<B: Backend> Shard<B> {
                     stream.shutdown();
                     return None;
                 }
+            }
+            if first_read {
+                first_read = false;
+                // Plain HTTP where TLS is expected (a browser or curl given
+                // http://): say so in plain text, as nginx does, instead of
+                // a silent close. A ClientHello starts with 0x16.
+                let (res, b) = stream.read(std::mem::take(&mut buf)).await;
+                buf = b;
+                match res {
+                    Ok(n) if n > 0 => {
+                        if looks_like_plain_http(&buf[..n]) {
+                            debug!(%peer, "plain HTTP on the TLS port");
+                            metrics.handshake(Handshake::TlsFailed);
+                            let _ = stream.write_all(PLAIN_HTTP_ANSWER.to_vec()).await;
+                            stream.shutdown();
+                            return None;
+                        }
+                        tls.feed(&buf);
+                        buf.clear();
+                    }
+                    _ => {
+                        ended(Handshake::TlsFailed);
+                        return None;
+                    }
+                }
+                continue;
             }
             if !read_into(stream, &mut tls, &mut buf).await {
                 ended(Handshake::TlsFailed);
@@ -1484,6 +1511,21 @@ impl<B: Backend> Shard<B> {
     }
 }
 
+/// What a plain-HTTP client on the TLS port gets before the close.
+const PLAIN_HTTP_ANSWER: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\
+Content-Length: 56\r\n\
+Connection: close\r\n\
+\r\n\
+This port speaks HTTPS: use https:// instead of http://\n";
+
+/// Whether the first bytes of a connection are a plain HTTP request line
+/// (a method in capitals and a space) rather than a TLS record.
+fn looks_like_plain_http(first: &[u8]) -> bool {
+    let n = first.iter().take_while(|b| b.is_ascii_uppercase()).count();
+    (3..=7).contains(&n) && first.get(n) == Some(&b' ')
+}
+
 /// Reads once from the socket into the TLS input; false at end of stream or
 /// on an error.
 async fn read_into<S: NetStream>(stream: &S, tls: &mut TlsConn, buf: &mut Vec<u8>) -> bool {
@@ -1678,4 +1720,36 @@ fn random_token() -> [u8; 16] {
     let mut t = [0u8; 16];
     openssl::rand::rand_bytes(&mut t).expect("OpenSSL's random generator failed");
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_is_told_from_tls() {
+        for req in [
+            &b"GET / HTTP/1.1\r\n"[..],
+            b"POST /x",
+            b"OPTIONS * HTTP/1.1",
+            b"PUT ",
+        ] {
+            assert!(looks_like_plain_http(req), "{req:?}");
+        }
+        // A ClientHello, a lower-case word, a partial method, no method.
+        for other in [
+            &[0x16u8, 0x03, 0x01, 0x02, 0x00][..],
+            b"get / HTTP/1.1",
+            b"GE",
+            b" / HTTP",
+            b"CONNECTIONS x",
+        ] {
+            assert!(!looks_like_plain_http(other), "{other:?}");
+        }
+        // The answer's Content-Length is its body's length.
+        let text = std::str::from_utf8(PLAIN_HTTP_ANSWER).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 400 "));
+        assert!(head.contains(&format!("Content-Length: {}\r\n", body.len())));
+    }
 }

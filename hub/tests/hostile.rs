@@ -75,8 +75,12 @@ fn plain_http_and_garbage_on_the_tls_port_are_closed(backend: IoBackend) {
     let hub = hub(backend);
     let mut pair = Pair::new(hub.addr());
 
-    // Plain HTTP where TLS is expected: no page leaks out in clear text.
+    // Plain HTTP where TLS is expected: a 400 in clear text that says to
+    // use https, then the close; no page leaks out in clear text.
     let got = tcp_send_expect_close(hub.addr(), b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{text}");
+    assert!(text.contains("use https://"), "{text}");
     assert!(!got.windows(4).any(|w| w == b"html"), "{got:?}");
     pair.check("after plain HTTP");
 
