@@ -13,7 +13,7 @@
 # Defaults: 600 s of load, 1000 sessions, rounds of 60 s, warm-up 30 s,
 # a sample every 2 s. The load runs in two halves with an idle point
 # between; the bounds (fds exactly back; the heap in use at the end within
-# 1 MiB of the middle; RSS at the end within 16 MiB + 10% of the load's
+# 8 MiB of the middle; RSS at the end within 16 MiB + 10% of the load's
 # peak of both the middle and the baseline) are explained at the end of
 # this script.
 #
@@ -39,7 +39,7 @@ WARMUP=30
 SAMPLE=2
 OUT=""
 RSS_BOUND_MIB=16
-HEAP_BOUND_MIB=1
+HEAP_BOUND_MIB=8
 FD_BOUND=0
 RETAIN_PCT=10
 SHARDS=2
@@ -283,10 +283,14 @@ TIMEOUTS=$(metrics | awk '/^vhub_keepalive_timeouts_total / { print $2 }')
 
 # The bounds: fds back to the baseline (+ --fd-bound) at the middle and at
 # the end. The heap in use (exact: what is allocated and not freed) at the
-# end within --heap-bound-mib of the middle: the leak check. Against the
-# baseline it may be higher by what tables keep after a high-water mark
-# (slab and hash map capacity for the peak's sessions), which the first
-# half already reached. RSS at the end within --rss-bound-mib plus --retain-pct of the
+# end within --heap-bound-mib of the middle: the leak check. It is not
+# zero because capacity ratchets: tables and queues that grow to a new
+# high-water mark keep it, and the peaks of a random load keep rising a
+# little (measured: +0.04 MiB in the CI form, +2.9 MiB over 7 rounds of
+# 400 sessions; OpenSSL/glibc's part grows by tens of bytes per session
+# and slows down as it goes). A leak of what a session holds (40 KiB when
+# idle) would be sessions x rounds x 40 KiB: 100+ MiB for the default run;
+# the bound catches anything above ~3 KiB per session. RSS at the end within --rss-bound-mib plus --retain-pct of the
 # load's peak above the baseline, of the middle (no growth over the second
 # half: the leak check) and of the baseline. The second term is what the
 # allocator (mimalloc) may keep after a high-water mark: measured here,
