@@ -52,6 +52,9 @@ const WRITE_CHUNK: usize = 256 * 1024;
 const BUFFER_FLOOR: usize = 64 * 1024;
 /// A writer quiet for this long gives its buffers back when it sleeps.
 const KEEP_BUFFERS_IDLE: Duration = Duration::from_millis(500);
+/// A writer that wrote less than this since it last slept (keep-alives,
+/// ACKs, a trickle of frames) gives its buffers back before sleeping.
+const LIGHT_WRITE: usize = 4 * 1024;
 /// Buffers this large given back by a quiet writer are worth a trim.
 const TRIM_AFTER_FREEING: usize = 64 * 1024;
 /// Offload sessions: most 64 KiB super frames per message (a message stays
@@ -1228,6 +1231,8 @@ impl<B: Backend> Shard<B> {
         let mut plain: Vec<u8> = Vec::new();
         let mut out: Vec<u8> = Vec::new();
         let mut last_busy = Instant::now();
+        // Ciphertext written since the writer last slept.
+        let mut written = 0usize;
         loop {
             let now = Instant::now();
             let (deadline, finished) = {
@@ -1265,6 +1270,7 @@ impl<B: Backend> Shard<B> {
             }
             if !out.is_empty() {
                 last_busy = now;
+                written += out.len();
                 let (res, b) = conn.stream.write_all(std::mem::take(&mut out)).await;
                 out = b;
                 out.clear();
@@ -1280,8 +1286,13 @@ impl<B: Backend> Shard<B> {
             // Going to sleep. A busy connection sleeps between every two
             // batches: it keeps its buffers (freeing and regrowing them
             // cost a tenth of the hub's time at 3 Gbit/s). One that has
-            // been quiet for a while gives them back.
-            if now.saturating_duration_since(last_busy) >= KEEP_BUFFERS_IDLE {
+            // been quiet for a while gives them back, and so does one that
+            // only wrote a little (a keep-alive, an ACK): otherwise every
+            // idle session would hold 16 KiB from one keep-alive to the
+            // next.
+            let light = written < LIGHT_WRITE;
+            written = 0;
+            if light || now.saturating_duration_since(last_busy) >= KEEP_BUFFERS_IDLE {
                 if plain.capacity() + out.capacity() >= TRIM_AFTER_FREEING {
                     self.trim.set(true);
                 }
