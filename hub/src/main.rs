@@ -116,7 +116,8 @@ enum CtlCmd {
 
 #[derive(Subcommand, Debug)]
 enum UserCmd {
-    /// Add a user (or replace its password with --replace).
+    /// Add a user who logs in with a password, a client certificate, or
+    /// both (or change one with --replace).
     Add {
         name: String,
         /// Virtual hub the user may join.
@@ -124,8 +125,21 @@ enum UserCmd {
         hub: String,
         /// File whose first line is the password; "-" reads standard input.
         #[arg(long)]
-        password_file: PathBuf,
-        /// Replace the password of an existing user.
+        password_file: Option<PathBuf>,
+        /// The user's client certificate (PEM or DER): binds the user to
+        /// its SHA-256 fingerprint (the hub needs `tls.client_ca`).
+        #[arg(long, conflicts_with = "cert_fingerprint")]
+        cert: Option<PathBuf>,
+        /// Bind the user to a client certificate by fingerprint
+        /// (sha256:…, or `openssl x509 -fingerprint -sha256` output).
+        #[arg(long)]
+        cert_fingerprint: Option<String>,
+        /// Bind the user to a client certificate subject (e.g.
+        /// "CN=alice,O=Example"): any certificate the CA issues with it.
+        #[arg(long)]
+        cert_subject: Option<String>,
+        /// Change an existing user: what is given replaces the old value,
+        /// the rest is kept.
         #[arg(long)]
         replace: bool,
     },
@@ -474,6 +488,21 @@ fn wait_signal(set: &libc::sigset_t) -> &'static str {
     }
 }
 
+/// The SHA-256 fingerprint of a certificate file, PEM (the first
+/// certificate) or DER.
+fn cert_file_fingerprint(path: &std::path::Path) -> anyhow::Result<certs::Fingerprint> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let cert = openssl::x509::X509::from_pem(&bytes)
+        .or_else(|_| openssl::x509::X509::from_der(&bytes))
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "{} is not a certificate (PEM or DER); for a key or a request, give the certificate the CA issued",
+                path.display()
+            )
+        })?;
+    Ok(certs::Fingerprint::of(&cert))
+}
+
 fn read_password(path: &std::path::Path) -> anyhow::Result<String> {
     let mut s = String::new();
     if path.as_os_str() == "-" {
@@ -497,21 +526,58 @@ fn user(args: &ServeArgs, cmd: UserCmd) -> anyhow::Result<ExitCode> {
             name,
             hub,
             password_file,
+            cert,
+            cert_fingerprint,
+            cert_subject,
             replace,
         } => {
             if !config.hubs().iter().any(|h| h.name == hub) {
                 warn!("virtual hub {hub:?} is not in the configuration; the user cannot log in until it is");
             }
-            let pw = read_password(&password_file)?;
-            if replace {
-                db.add_or_replace(&hub, &name, &pw)
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
-            } else {
-                db.add(&hub, &name, &pw)
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let pw = password_file.as_deref().map(read_password).transpose()?;
+            let fingerprint = match (&cert, &cert_fingerprint) {
+                (Some(file), _) => Some(cert_file_fingerprint(file)?),
+                (None, Some(fp)) => Some(
+                    fp.parse::<certs::Fingerprint>()
+                        .map_err(|e| anyhow::anyhow!("--cert-fingerprint: {e}"))?,
+                ),
+                (None, None) => None,
+            };
+            if pw.is_none() && fingerprint.is_none() && cert_subject.is_none() && !replace {
+                bail!(
+                    "user {name:?} needs a way to log in: --password-file, --cert, \
+                     --cert-fingerprint or --cert-subject"
+                );
             }
+            let login = hub::users::Login {
+                password: pw.as_deref(),
+                cert_fingerprint: fingerprint,
+                cert_subject,
+            };
+            db.put(&hub, &name, login, replace)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             db.save(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
-            println!("user {name} on hub {hub} saved to {}", path.display());
+            let u = db.get(&hub, &name).expect("just saved");
+            let mut how = Vec::new();
+            if u.has_password() {
+                how.push("password".to_owned());
+            }
+            if let Some(fp) = u.cert_fingerprint() {
+                how.push(format!("certificate {fp}"));
+            }
+            if let Some(subj) = u.cert_subject() {
+                how.push(format!("certificate subject {subj:?}"));
+            }
+            println!(
+                "user {name} on hub {hub} saved to {} (logs in with: {})",
+                path.display(),
+                how.join(", ")
+            );
+            if (u.cert_fingerprint().is_some() || u.cert_subject().is_some())
+                && config.tls.client_ca.is_none()
+            {
+                warn!("tls.client_ca is not set: the hub asks for no client certificate, so this user's certificate cannot log in until it is");
+            }
         }
         UserCmd::Remove { name, hub } => {
             if !db.remove(&hub, &name).map_err(|e| anyhow::anyhow!("{e}"))? {

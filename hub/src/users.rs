@@ -79,6 +79,10 @@ pub enum UserError {
     Duplicate { hub: String, name: String },
     #[error("user {name:?} of hub {hub:?} is defined in the config file; change it there")]
     DefinedInConfig { hub: String, name: String },
+    #[error(
+        "user {name:?} of hub {hub:?} would have no way to log in: give a password, a client certificate or a certificate subject"
+    )]
+    NoLogin { hub: String, name: String },
     /// Never includes the hash string itself.
     #[error("malformed password hash: {0}; expected $scrypt$ln=N,r=N,p=N$<salt>$<hash>")]
     MalformedHash(&'static str),
@@ -313,6 +317,25 @@ pub enum UserSource {
     File,
     /// A `[[hub.user]]` in the config: read-only here.
     Config,
+}
+
+/// How a user logs in, for [`UserDb::put`]: a password, a client
+/// certificate (bound by its SHA-256 fingerprint, or by its subject for
+/// certificates that are reissued), or more than one.
+#[derive(Clone, Debug, Default)]
+pub struct Login<'a> {
+    pub password: Option<&'a str>,
+    pub cert_fingerprint: Option<Fingerprint>,
+    pub cert_subject: Option<String>,
+}
+
+impl<'a> Login<'a> {
+    pub fn password(password: &'a str) -> Self {
+        Login {
+            password: Some(password),
+            ..Login::default()
+        }
+    }
 }
 
 /// One user of one hub. `Debug` and `Display` never show the hash.
@@ -639,8 +662,8 @@ impl UserDb {
 
     /// Adds a user with a new password hash; refuses an existing user.
     pub fn add(&mut self, hub: &str, name: &str, password: &str) -> Result<(), UserError> {
-        let user = self.new_user(hub, name, password)?;
-        self.insert(user, false).map(|_| ())
+        self.put(hub, name, Login::password(password), false)
+            .map(|_| ())
     }
 
     /// Adds a user or replaces the password of an existing one (keeping its
@@ -651,12 +674,58 @@ impl UserDb {
         name: &str,
         password: &str,
     ) -> Result<bool, UserError> {
-        let mut user = self.new_user(hub, name, password)?;
-        if let Some(old) = self.get(hub, name) {
-            user.cert_fingerprint = old.cert_fingerprint;
-            user.cert_subject.clone_from(&old.cert_subject);
+        self.put(hub, name, Login::password(password), true)
+    }
+
+    /// Adds a user who logs in as `login` says. With `replace`, an existing
+    /// user of the users file is updated instead: what `login` names
+    /// replaces the old value, the rest is kept. A user with no way to log
+    /// in is refused. Returns whether a user was replaced.
+    pub fn put(
+        &mut self,
+        hub: &str,
+        name: &str,
+        login: Login<'_>,
+        replace: bool,
+    ) -> Result<bool, UserError> {
+        check_hub(hub)?;
+        check_user_name(name)?;
+        let old = self.get(hub, name);
+        if let Some(u) = old {
+            if u.source == UserSource::Config {
+                return Err(UserError::DefinedInConfig {
+                    hub: hub.to_owned(),
+                    name: name.to_owned(),
+                });
+            }
         }
-        self.insert(user, true)
+        let kept = old.filter(|_| replace);
+        let password = match login.password {
+            Some(pw) => Some(PasswordHash::new(pw, self.cost)?),
+            None => kept.and_then(|u| u.password.clone()),
+        };
+        let cert_subject = login
+            .cert_subject
+            .map(|s| s.trim().to_owned())
+            .or_else(|| kept.and_then(|u| u.cert_subject.clone()));
+        let user = User {
+            hub: hub.to_owned(),
+            name: name.to_owned(),
+            password,
+            cert_fingerprint: login
+                .cert_fingerprint
+                .or_else(|| kept.and_then(|u| u.cert_fingerprint)),
+            cert_subject,
+            source: UserSource::File,
+        };
+        if user.password.is_none() && user.cert_fingerprint.is_none() && user.cert_subject.is_none()
+        {
+            return Err(UserError::NoLogin {
+                hub: hub.to_owned(),
+                name: name.to_owned(),
+            });
+        }
+        self.insert(user, replace)
     }
 
     /// Removes a user of the users file. `Ok(false)` if there is none;
@@ -752,27 +821,6 @@ impl UserDb {
                 }
             }
         }
-    }
-
-    fn new_user(&self, hub: &str, name: &str, password: &str) -> Result<User, UserError> {
-        check_hub(hub)?;
-        check_user_name(name)?;
-        if let Some(u) = self.get(hub, name) {
-            if u.source == UserSource::Config {
-                return Err(UserError::DefinedInConfig {
-                    hub: hub.to_owned(),
-                    name: name.to_owned(),
-                });
-            }
-        }
-        Ok(User {
-            hub: hub.to_owned(),
-            name: name.to_owned(),
-            password: Some(PasswordHash::new(password, self.cost)?),
-            cert_fingerprint: None,
-            cert_subject: None,
-            source: UserSource::File,
-        })
     }
 
     /// Inserts; with `replace`, overwrites (returns true if it did).
@@ -1113,6 +1161,39 @@ mod tests {
             db.authenticate("DEFAULT", "alice", "one"),
             AuthResult::BadPassword
         );
+    }
+
+    #[test]
+    fn put_binds_certificates_and_replace_keeps_what_is_not_given() {
+        let mut db = cheap_db();
+        let fp: Fingerprint = format!("sha256:{}", "ab".repeat(32)).parse().unwrap();
+        let cert_only = Login {
+            cert_fingerprint: Some(fp),
+            ..Login::default()
+        };
+        assert!(!db.put("DEFAULT", "bob", cert_only, false).unwrap());
+        let bob = db.get("DEFAULT", "bob").unwrap();
+        assert!(!bob.has_password());
+        assert_eq!(bob.cert_fingerprint(), Some(&fp));
+        // A user with no way to log in is refused.
+        assert!(matches!(
+            db.put("DEFAULT", "carol", Login::default(), false),
+            Err(UserError::NoLogin { .. })
+        ));
+        assert!(db.get("DEFAULT", "carol").is_none());
+        // Replace: a password added, the certificate kept; then a subject.
+        assert!(db
+            .put("DEFAULT", "bob", Login::password("pw"), true)
+            .unwrap());
+        let subject = Login {
+            cert_subject: Some(" CN=bob ".into()),
+            ..Login::default()
+        };
+        assert!(db.put("DEFAULT", "bob", subject, true).unwrap());
+        let bob = db.get("DEFAULT", "bob").unwrap();
+        assert_eq!(db.authenticate("DEFAULT", "bob", "pw"), AuthResult::Ok);
+        assert_eq!(bob.cert_fingerprint(), Some(&fp));
+        assert_eq!(bob.cert_subject(), Some("CN=bob"));
     }
 
     #[test]
