@@ -8,32 +8,17 @@
 //! next (54 KiB per session). Counted bytes, not time: no noise from a
 //! shared machine. About 10 s.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::vhub_bin;
+
 const SESSIONS: usize = 200;
 const BOUND_PER_SESSION: f64 = 46.0 * 1024.0;
-
-/// `vhub`, next to `vhub-bench` in the same target directory; built if missing.
-fn vhub_bin() -> PathBuf {
-    let bench = PathBuf::from(env!("CARGO_BIN_EXE_vhub-bench"));
-    let dir = bench.parent().unwrap();
-    let hub = dir.join("vhub");
-    if !hub.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "hub"])
-            .env("CARGO_TARGET_DIR", dir.parent().unwrap())
-            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-            .status()
-            .expect("cargo build -p hub");
-        assert!(status.success(), "cargo build -p hub failed");
-    }
-    hub
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

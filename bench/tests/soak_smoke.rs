@@ -9,26 +9,12 @@
 //! form is run by hand (`scripts/soak.sh`: 1000 sessions, 10 min; numbers
 //! in bench/RESULTS.md).
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::Command;
 
-/// `vhub`, next to `vhub-bench` in the same target directory; built if missing.
-fn vhub_bin() -> PathBuf {
-    let bench = PathBuf::from(env!("CARGO_BIN_EXE_vhub-bench"));
-    let dir = bench.parent().unwrap();
-    let hub = dir.join("vhub");
-    if !hub.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "hub"])
-            .env("CARGO_TARGET_DIR", dir.parent().unwrap())
-            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-            .status()
-            .expect("cargo build -p hub");
-        assert!(status.success(), "cargo build -p hub failed");
-    }
-    hub
-}
+use common::vhub_bin;
 
 /// The script's output directory, removed at the end unless the test failed.
 struct OutDir(PathBuf);
