@@ -356,7 +356,22 @@ impl<B: Backend> Shard<B> {
         };
         let mut buf = Vec::with_capacity(16 * 1024);
         let mut out = Vec::new();
-        let mut first_read = true;
+        // The client speaks first. Plain HTTP where TLS is expected (a
+        // browser or curl given http://) is told so in plain text, as nginx
+        // does, instead of a silent close; a ClientHello starts with 0x16.
+        if !read_some(stream, &mut buf).await {
+            ended(Handshake::TlsFailed);
+            return None;
+        }
+        if looks_like_plain_http(&buf) {
+            debug!(%peer, "plain HTTP on the TLS port");
+            metrics.handshake(Handshake::TlsFailed);
+            let _ = stream.write_all(PLAIN_HTTP_ANSWER.to_vec()).await;
+            stream.shutdown();
+            return None;
+        }
+        tls.feed(&buf);
+        buf.clear();
         // TLS handshake.
         loop {
             let r = tls.handshake();
@@ -379,32 +394,6 @@ impl<B: Backend> Shard<B> {
                     stream.shutdown();
                     return None;
                 }
-            }
-            if first_read {
-                first_read = false;
-                // Plain HTTP where TLS is expected (a browser or curl given
-                // http://): say so in plain text, as nginx does, instead of
-                // a silent close. A ClientHello starts with 0x16.
-                let (res, b) = stream.read(std::mem::take(&mut buf)).await;
-                buf = b;
-                match res {
-                    Ok(n) if n > 0 => {
-                        if looks_like_plain_http(&buf[..n]) {
-                            debug!(%peer, "plain HTTP on the TLS port");
-                            metrics.handshake(Handshake::TlsFailed);
-                            let _ = stream.write_all(PLAIN_HTTP_ANSWER.to_vec()).await;
-                            stream.shutdown();
-                            return None;
-                        }
-                        tls.feed(&buf);
-                        buf.clear();
-                    }
-                    _ => {
-                        ended(Handshake::TlsFailed);
-                        return None;
-                    }
-                }
-                continue;
             }
             if !read_into(stream, &mut tls, &mut buf).await {
                 ended(Handshake::TlsFailed);
@@ -1537,19 +1526,23 @@ fn looks_like_plain_http(first: &[u8]) -> bool {
     (3..=7).contains(&n) && first.get(n) == Some(&b' ')
 }
 
+/// Reads once from the socket, appending to `buf`; false at end of stream
+/// or on an error.
+async fn read_some<S: NetStream>(stream: &S, buf: &mut Vec<u8>) -> bool {
+    let (res, b) = stream.read(std::mem::take(buf)).await;
+    *buf = b;
+    matches!(res, Ok(n) if n > 0)
+}
+
 /// Reads once from the socket into the TLS input; false at end of stream or
 /// on an error.
 async fn read_into<S: NetStream>(stream: &S, tls: &mut TlsConn, buf: &mut Vec<u8>) -> bool {
-    let (res, b) = stream.read(std::mem::take(buf)).await;
-    *buf = b;
-    match res {
-        Ok(n) if n > 0 => {
-            tls.feed(buf);
-            buf.clear();
-            true
-        }
-        _ => false,
+    if !read_some(stream, buf).await {
+        return false;
     }
+    tls.feed(buf);
+    buf.clear();
+    true
 }
 
 /// Whether `conn` is still the connection of slot `s` (a resume replaces it).

@@ -385,8 +385,9 @@ pub fn server_context_with_client_ca(
     b.set_options(SslOptions::CIPHER_SERVER_PREFERENCE);
     // No TLS session resumption: a client that reconnects resumes its vhub
     // session by token (PROTOCOL.md), never its TLS session. So no session
-    // cache (OpenSSL's default keeps up to 20,480 per context) and no
-    // TLS 1.3 tickets (two per handshake, sent and encrypted for nothing).
+    // cache (TLS 1.2 session IDs; OpenSSL's default keeps up to 20,480 per
+    // context), no TLS 1.2 tickets, and no TLS 1.3 tickets (two per
+    // handshake, sent and encrypted for nothing).
     b.set_session_cache_mode(openssl::ssl::SslSessionCacheMode::OFF);
     b.set_options(SslOptions::NO_TICKET);
     b.set_num_tickets(0)
