@@ -26,7 +26,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
 use hub::switchboard::Batch;
-use switch_core::fabric::{Fabric, FabricConfig, PortId};
+use switch_core::fabric::{Fabric, FabricConfig, PortId, PortInfo};
+use switch_core::offload::Form;
 use switch_core::offload::{self, VnetHdr};
 use switch_core::session::{Accept, Session, SessionConfig};
 use switch_core::wire::http::SessionToken;
@@ -95,11 +96,12 @@ fn fabric(n: u64, macs: usize) {
         aging: Duration::from_secs(300),
     };
     let mut fabric = Fabric::new(config, epoch);
-    let hub = fabric.add_hub();
-    let ports: Vec<PortId> = (0..64).map(|_| fabric.add_port(hub)).collect();
+    let ports: Vec<PortId> = (0..64)
+        .map(|slot| fabric.add_port(PortInfo::vhub(0, slot, Form::Plain)))
+        .collect();
     let now = epoch + Duration::from_secs(10);
     for i in 0..macs {
-        let _ = fabric.forward(now, ports[i % 64], &frame([0xff; 6], mac(i), 60));
+        let _ = fabric.forward(now, ports[i % 64], 0, &frame([0xff; 6], mac(i), 60));
     }
     // Frame i: from MAC i on its port to MAC i*7919 (another port, spread).
     let ring: Vec<(PortId, Vec<u8>)> = (0..macs)
@@ -110,7 +112,7 @@ fn fabric(n: u64, macs: usize) {
         .collect();
     for k in 0..n as usize {
         let (p, f) = &ring[k % macs];
-        let _ = black_box(fabric.forward(now, *p, f));
+        let _ = black_box(fabric.forward(now, *p, 0, f));
     }
 }
 

@@ -30,7 +30,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use switch_core::fabric::HubId;
 use switch_core::wire::CloseCode;
 use tracing::{info, warn};
 
@@ -144,12 +143,11 @@ pub fn macs(sb: &Switchboard) -> Vec<MacInfo> {
     let now = Instant::now();
     let mut out = Vec::new();
     for h in &sb.hubs {
-        let hf = h.fabric.lock();
-        for (mac, port, age) in hf.fabric.entries(now, HubId(0)) {
-            let session = hf
-                .locs
-                .get(port.index() as usize)
-                .and_then(|l| ids.get(&(l.shard, l.slot)))
+        let fabric = h.fabric.lock();
+        for (mac, port, age) in fabric.entries(now) {
+            let session = fabric
+                .port(port)
+                .and_then(|p| ids.get(&(p.loc.shard, p.loc.slot)))
                 .cloned()
                 .unwrap_or_else(|| "?".into());
             out.push(MacInfo {
@@ -175,7 +173,7 @@ pub fn hubs(sb: &Switchboard) -> Vec<HubInfo> {
             anonymous: h.anonymous.load(Ordering::Relaxed),
             sessions: sb.metrics.sessions_by_hub[h.index].load(Ordering::Relaxed),
             detached: sb.metrics.detached_by_hub[h.index].load(Ordering::Relaxed),
-            macs: h.fabric.lock().fabric.mac_count(HubId(0)),
+            macs: h.fabric.lock().mac_count(),
         })
         .collect()
 }

@@ -279,9 +279,11 @@ fn settings_from(config: &Config) -> anyhow::Result<Settings> {
         net::choose_backend(config.io_backend.as_str()).map_err(anyhow::Error::msg)?;
     info!("I/O backend: {why}");
     let shards = match config.shards {
+        // One per core, up to the most a flood can name.
         0 => std::thread::available_parallelism()
             .map(|n| n.get())
-            .unwrap_or(1),
+            .unwrap_or(1)
+            .min(hub::config::MAX_SHARDS),
         n => n,
     };
     let s = &config.session;

@@ -57,12 +57,7 @@ counters!(Local {
     bytes_in,
     frames_out,
     bytes_out,
-    unicast,
-    flooded,
     drop_runt,
-    drop_invalid_source,
-    drop_same_segment,
-    drop_unknown_port,
     drop_queue_full,
     drop_stale_port,
     drop_bad_offload,
@@ -319,11 +314,7 @@ impl Collector for HubCollector {
         )?;
         let macs: Vec<(String, ConstGauge<i64>)> = in_use()
             .map(|h| {
-                let n = h
-                    .fabric
-                    .lock()
-                    .fabric
-                    .mac_count(switch_core::fabric::HubId(0));
+                let n = h.fabric.lock().mac_count();
                 (h.name().to_owned(), ConstGauge::new(n as i64))
             })
             .collect();
@@ -338,7 +329,7 @@ impl Collector for HubCollector {
         let fstats: Vec<switch_core::fabric::FabricStats> = sb
             .hubs
             .iter()
-            .map(|h| h.fabric.lock().fabric.stats().clone())
+            .map(|h| h.fabric.lock().stats().clone())
             .collect();
         let fsum =
             |f: fn(&switch_core::fabric::FabricStats) -> u64| fstats.iter().map(f).sum::<u64>();
@@ -415,13 +406,13 @@ impl Collector for HubCollector {
             &mut enc,
             "vhub_frames_unicast",
             "Frames forwarded to one known port.",
-            t.unicast,
+            fsum(|s| s.unicast),
         )?;
         counter(
             &mut enc,
             "vhub_frames_flooded",
             "Frames flooded (broadcast, multicast, unknown unicast).",
-            t.flooded,
+            fsum(|s| s.flooded),
         )?;
         gauge(
             &mut enc,
@@ -441,10 +432,12 @@ impl Collector for HubCollector {
             "Frames dropped, by reason.",
             "reason",
             [
-                ("runt", t.drop_runt),
-                ("invalid_source", t.drop_invalid_source),
-                ("same_segment", t.drop_same_segment),
-                ("unknown_port", t.drop_unknown_port),
+                // Routes are counted by the fabric; a runt is also a frame
+                // a session refused to take (too short for its limits).
+                ("runt", fsum(|s| s.dropped_runt) + t.drop_runt),
+                ("invalid_source", fsum(|s| s.dropped_invalid_source)),
+                ("same_segment", fsum(|s| s.dropped_same_segment)),
+                ("unknown_port", fsum(|s| s.dropped_unknown_port)),
                 ("queue_full", t.drop_queue_full),
                 ("stale_port", t.drop_stale_port),
                 ("bad_offload", t.drop_bad_offload),

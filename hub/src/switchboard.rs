@@ -7,10 +7,11 @@
 //!     └────────── Mailbox[0].free (buffers come back) ◄─────┘
 //! ```
 //!
-//! A fabric is per virtual hub, behind its own mutex, taken once per chunk of
-//! received plaintext (not per frame). Sessions are shard-local; what
-//! crosses shards is frame batches and control messages, through bounded
-//! lock-free queues with one wake per batch.
+//! A fabric is per virtual hub, behind its own mutex, held once per chunk of
+//! received plaintext only while `Fabric::forward` learns and looks up each
+//! frame: the copies happen after it is released. Sessions are
+//! shard-local; what crosses shards is frame batches and control messages,
+//! through bounded lock-free queues with one wake per batch.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -19,27 +20,11 @@ use std::time::Instant;
 
 use crossbeam_queue::{ArrayQueue, SegQueue};
 use parking_lot::Mutex;
-use switch_core::fabric::{Fabric, FabricConfig, HubId, PortId};
+use switch_core::fabric::{Fabric, FabricConfig, PortId, PortInfo};
 use switch_core::wire::http::SessionToken;
 use tokio::sync::Notify;
 
 use crate::metrics::Metrics;
-
-/// Where a port's session lives.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PortLoc {
-    pub shard: u16,
-    pub slot: u32,
-}
-
-/// A virtual hub's switching state.
-pub struct HubFabric {
-    pub fabric: Fabric,
-    /// `locs[port.index()]`: where that port's session lives.
-    pub locs: Vec<PortLoc>,
-    /// How many ports of this hub each shard has (flood only where > 0).
-    pub shard_ports: Vec<u32>,
-}
 
 /// A virtual hub: its own broadcast domain. The settings a config reload
 /// may change are atomics, read at login (never per frame).
@@ -54,7 +39,9 @@ pub struct VirtualHub {
     /// sets it again).
     pub enabled: AtomicBool,
     pub index: usize,
-    pub fabric: Mutex<HubFabric>,
+    /// The hub's MAC fabric: its ports (where each lives, in which form)
+    /// and its MAC table. Held only for learn + look up.
+    pub fabric: Mutex<Fabric>,
 }
 
 impl VirtualHub {
@@ -87,8 +74,8 @@ pub struct SessionEntry {
 /// A batch of frames for another shard. Records of
 /// `kind: u32, target: u32, port: u64, len: u32, frame` (native endian,
 /// never leaves the process): kind 0 = unicast to slot `target`, checked
-/// against `port` (the slot may have been reused); kind 1 = flood to every
-/// local port of hub `target`.
+/// against `port` (`PortId::to_u64`: the slot may have been reused); kind
+/// 1 = flood to every local port of hub `target`.
 pub struct Batch {
     pub buf: Vec<u8>,
     pub frames: u32,
@@ -104,10 +91,6 @@ pub const BATCH_VNET: u32 = 0x100;
 pub const BATCH_RECORD_HEADER: usize = 20;
 /// Target bytes per batch before it is handed over.
 pub const BATCH_BYTES: usize = 64 * 1024;
-
-pub fn port_to_u64(p: PortId) -> u64 {
-    (u64::from(p.index()) << 32) | u64::from(p.generation())
-}
 
 impl Batch {
     pub fn push(&mut self, kind: u32, target: u32, port: u64, frame: &[u8]) {
@@ -215,9 +198,7 @@ impl Switchboard {
                 if let Some(h) = h.filter(|h| h.max_macs > 0) {
                     cfg.max_macs_per_hub = h.max_macs;
                 }
-                let mut fabric = Fabric::new(cfg, epoch);
-                let id = fabric.add_hub();
-                debug_assert_eq!(id, HubId(0));
+                let fabric = Fabric::new(cfg, epoch);
                 let name = OnceLock::new();
                 if let Some(h) = h {
                     let _ = name.set(h.name.clone());
@@ -228,11 +209,7 @@ impl Switchboard {
                     max_sessions: AtomicUsize::new(h.map_or(0, |h| h.max_sessions)),
                     enabled: AtomicBool::new(h.is_some()),
                     index,
-                    fabric: Mutex::new(HubFabric {
-                        fabric,
-                        locs: Vec::new(),
-                        shard_ports: vec![0; shards],
-                    }),
+                    fabric: Mutex::new(fabric),
                 }
             })
             .collect();
@@ -251,32 +228,14 @@ impl Switchboard {
         }
     }
 
-    /// Adds a port for a new session and records where it lives.
-    pub fn add_port(&self, hub: usize, loc: PortLoc) -> PortId {
-        let mut hf = self.hubs[hub].fabric.lock();
-        let port = hf.fabric.add_port(HubId(0));
-        let i = port.index() as usize;
-        if hf.locs.len() <= i {
-            hf.locs.resize(
-                i + 1,
-                PortLoc {
-                    shard: u16::MAX,
-                    slot: u32::MAX,
-                },
-            );
-        }
-        hf.locs[i] = loc;
-        hf.shard_ports[loc.shard as usize] += 1;
-        port
+    /// Adds a port (a new session) to `hub`'s fabric.
+    pub fn add_port(&self, hub: usize, info: PortInfo) -> PortId {
+        self.hubs[hub].fabric.lock().add_port(info)
     }
 
-    /// Removes a session's port and its MAC entries.
-    pub fn remove_port(&self, hub: usize, port: PortId, shard: u16) {
-        let mut hf = self.hubs[hub].fabric.lock();
-        if hf.fabric.port_hub(port).is_some() {
-            hf.fabric.remove_port(port);
-            hf.shard_ports[shard as usize] -= 1;
-        }
+    /// Removes a port and its MAC entries (a stale handle is a no-op).
+    pub fn remove_port(&self, hub: usize, port: PortId) {
+        self.hubs[hub].fabric.lock().remove_port(port);
     }
 
     /// The index of a virtual hub that takes new sessions.

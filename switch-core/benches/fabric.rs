@@ -1,10 +1,15 @@
 //! `Fabric::forward` per frame: learn the source (a refresh, in steady state)
-//! and look up the destination, with 1k and 100k MACs learned in one hub.
+//! and look up the destination, with 1k and 100k MACs learned in one hub
+//! (one fabric).
 //!
 //! The frames are a prebuilt ring: frame `i` comes from MAC `i` on its own
 //! port and goes to a randomly chosen MAC on another port, so every frame is
 //! a known unicast (checked before measuring) and consecutive frames touch
 //! unrelated table slots, as on a busy hub. One iteration is one frame.
+//! Every port is a plain one on shard 0 and shard 0 asks, so every answer
+//! is a `Route::Local`: the same work the bench measured before the fabric
+//! knew about shards (a `Route::Remote` differs only in the fields it
+//! copies out).
 //!
 //! Run: `cargo bench -p switch-core --bench fabric`.
 
@@ -12,9 +17,11 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use switch_core::fabric::{Fabric, FabricConfig, Forward, PortId};
+use switch_core::fabric::{Fabric, FabricConfig, PortId, PortInfo, Route};
+use switch_core::offload::Form;
 
-/// Sessions in the hub; the MACs are spread over them round-robin.
+/// Sessions in the hub (slots 0..64 of shard 0); the MACs are spread over
+/// them round-robin.
 const PORTS: usize = 64;
 
 /// splitmix64: a fixed-seed generator, so every run uses the same ring.
@@ -51,13 +58,14 @@ fn setup(macs: usize) -> (Fabric, Instant, Vec<(PortId, [u8; 60])>) {
         aging: Duration::from_secs(300),
     };
     let mut fabric = Fabric::new(config, epoch);
-    let hub = fabric.add_hub();
-    let ports: Vec<PortId> = (0..PORTS).map(|_| fabric.add_port(hub)).collect();
+    let ports: Vec<PortId> = (0..PORTS as u32)
+        .map(|slot| fabric.add_port(PortInfo::vhub(0, slot, Form::Plain)))
+        .collect();
     let now = epoch + Duration::from_secs(10);
     for i in 0..macs {
-        let _ = fabric.forward(now, ports[i % PORTS], &frame([0xff; 6], mac(i)));
+        let _ = fabric.forward(now, ports[i % PORTS], 0, &frame([0xff; 6], mac(i)));
     }
-    assert_eq!(fabric.mac_count(hub), macs);
+    assert_eq!(fabric.mac_count(), macs);
 
     let mut rng = 0x5eed;
     let ring = (0..macs)
@@ -72,7 +80,10 @@ fn setup(macs: usize) -> (Fabric, Instant, Vec<(PortId, [u8; 60])>) {
         })
         .collect::<Vec<_>>();
     for (port, f) in &ring {
-        assert!(matches!(fabric.forward(now, *port, f), Forward::Unicast(_)));
+        assert!(matches!(
+            fabric.forward(now, *port, 0, f),
+            Route::Local { .. }
+        ));
     }
     (fabric, now, ring)
 }
@@ -95,7 +106,7 @@ fn learn_and_lookup(c: &mut Criterion) {
                 // measures store-forwarding stalls instead of the fabric.
                 // std's `black_box` keeps the answer without the byte-wise
                 // volatile reads criterion's does on a returned value.
-                let _ = black_box(fabric.forward(now, *port, f));
+                let _ = black_box(fabric.forward(now, *port, 0, f));
             })
         });
     }

@@ -9,7 +9,7 @@
 //! ```text
 //!   plaintext from TLS ──► Session::handle_input ──► frames ──► Fabric::forward
 //!                                  │                                  │
-//!                       events (poll_event)          Forward::{Unicast, Flood, Drop}
+//!                       events (poll_event)     Route::{Local, Remote, Flood, Drop}
 //!                                  │                                  │
 //!   plaintext to TLS ◄── Session::poll_transmit ◄── Session::send_frame ◄┘
 //! ```
@@ -20,12 +20,19 @@
 //! - [`session`]: one end of a session — sequence numbers, cumulative acks,
 //!   the bounded retransmit buffer, resume after a lost link, keep-alive.
 //! - [`fabric`]: the MAC switching fabric — learning, aging, flooding, caps —
-//!   per virtual hub.
+//!   one per virtual hub; answers each frame's [`fabric::Route`].
+//! - [`admission`]: who gets a session — new, resume, or a typed
+//!   [`admission::Refuse`] that the hub emits and the client parses.
+//! - [`offload`]: frames behind a `virtio_net_hdr`, and the one conversion
+//!   between forms ([`offload::convert`]).
+//! - [`sim`]: a client and a hub session on an in-memory link with a
+//!   virtual clock, admitted by [`admission::decide`].
 //!
 //! What it does not do: TLS, sockets, TAP devices, authentication decisions
 //! (the hub checks credentials; this crate only carries them), randomness
 //! (session tokens are made by the caller).
 
+pub mod admission;
 pub mod fabric;
 pub mod offload;
 pub mod session;

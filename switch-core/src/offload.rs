@@ -31,6 +31,80 @@ pub const MAX_VNET_FRAME: u32 = 65_600;
 /// super frames; the 1 MiB default would hold 16).
 pub const OFFLOAD_BUFFER_BYTES: usize = 4 << 20;
 
+/// The form of a port's frames: plain Ethernet, or each behind a
+/// `virtio_net_hdr` (an offload session, a TAP device with `IFF_VNET_HDR`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Form {
+    Plain,
+    Vnet,
+}
+
+impl Form {
+    /// `Vnet` when `offload` is on.
+    #[inline]
+    pub const fn of(offload: bool) -> Form {
+        if offload {
+            Form::Vnet
+        } else {
+            Form::Plain
+        }
+    }
+
+    /// Bytes in front of the Ethernet header.
+    #[inline]
+    pub const fn header_len(self) -> usize {
+        match self {
+            Form::Plain => 0,
+            Form::Vnet => VNET_HDR_LEN,
+        }
+    }
+}
+
+/// What [`convert`] handed on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Converted {
+    /// Frames given to `emit`.
+    pub frames: usize,
+    /// A super frame was cut (or a partial checksum completed) in software.
+    pub cut: bool,
+}
+
+/// Puts `frame`, in form `from`, into form `to`, handing the result to
+/// `emit` — the one place where frames change form, for the hub and the
+/// client alike:
+///
+/// - same form: as it is, no copy;
+/// - plain → vnet: behind an all-zero header, built in `scratch`;
+/// - vnet → plain, a header that asks for nothing: without the header, no
+///   copy;
+/// - vnet → plain, a super frame or a partial checksum: cut by
+///   [`to_plain`] in `scratch`, no segment over `max_frame`.
+pub fn convert(
+    frame: &[u8],
+    from: Form,
+    to: Form,
+    max_frame: usize,
+    scratch: &mut Vec<u8>,
+    mut emit: impl FnMut(&[u8]),
+) -> Result<Converted, OffloadError> {
+    let one = Converted {
+        frames: 1,
+        cut: false,
+    };
+    match (from, to) {
+        (Form::Plain, Form::Plain) | (Form::Vnet, Form::Vnet) => emit(frame),
+        (Form::Plain, Form::Vnet) => emit(with_plain_header(scratch, frame)),
+        (Form::Vnet, Form::Plain) => match VnetHdr::parse(frame) {
+            Some(h) if h.is_plain() => emit(&frame[VNET_HDR_LEN..]),
+            _ => {
+                let frames = to_plain(frame, max_frame, scratch, emit)?;
+                return Ok(Converted { frames, cut: true });
+            }
+        },
+    }
+    Ok(one)
+}
+
 /// Writes `frame` behind an all-zero header into `out` (cleared first):
 /// a plain frame in an offload session's form.
 pub fn with_plain_header<'a>(out: &'a mut Vec<u8>, frame: &[u8]) -> &'a [u8] {

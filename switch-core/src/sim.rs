@@ -3,13 +3,16 @@
 //! properties (in the spirit of quinn's `Pair` and smoltcp's netsim).
 //!
 //! The sim plays the hub's shell for the handshake: it parses the upgrade
-//! request, accepts a new session or resumes the existing one by token,
-//! and answers `410 Gone` for an unknown token.
+//! request and runs the hub's own admission (`admission::decide`,
+//! `admission::resume_refusal`): a new session, a resume of the existing
+//! one by token, `409` for a resume from the future, `410 Gone` for an
+//! unknown or ended session.
 
 use std::time::{Duration, Instant};
 
-use crate::session::{Accept, Connect, Event, Session, SessionConfig, State};
-use crate::wire::http::{self, FrontRequest, SessionToken, Status};
+use crate::admission::{self, Decision, Facts, HubFacts, KnownSession};
+use crate::session::{Accept, Connect, Event, Session, SessionConfig};
+use crate::wire::http::{self, FrontRequest, SessionToken};
 
 /// One direction of the link: bytes written but not yet read, and bytes
 /// read but not yet consumed by the receiving session.
@@ -147,7 +150,10 @@ impl Pair {
         n > 0
     }
 
-    /// The hub's shell: read the upgrade request, accept or resume.
+    /// The hub's shell: read the upgrade request and let the hub's own
+    /// admission ([`admission::decide`]) accept it, resume, or refuse. The
+    /// sim's hub is one anonymous virtual hub with at most one session, at
+    /// shard 0, slot 0.
     fn hub_handshake(&mut self) {
         let Ok(Some((FrontRequest::Upgrade(req), n))) =
             http::parse_request(&self.c2h.unread, http::DEFAULT_MAX_HEAD)
@@ -155,8 +161,26 @@ impl Pair {
             return;
         };
         self.c2h.unread.drain(..n);
-        match (req.resume, &mut self.hub) {
-            (None, _) => {
+        let known = match (&req.resume, &self.hub) {
+            (Some(r), Some(h)) if h.token() == Some(r.token) => Some(KnownSession {
+                hub: 0,
+                user: "",
+                shard: 0,
+                slot: 0,
+                user_exists: true,
+            }),
+            _ => None,
+        };
+        let facts = Facts {
+            shutting_down: false,
+            hub: Some(HubFacts {
+                index: 0,
+                anonymous: true,
+            }),
+            session: known,
+        };
+        let refusal = match admission::decide(&req, &facts) {
+            Decision::New { .. } => {
                 let token = SessionToken([self.next_token; 16]);
                 self.next_token += 1;
                 self.hub = Some(Session::accept(
@@ -164,30 +188,18 @@ impl Pair {
                     self.hub_config.clone(),
                     Accept { token, version: 1 },
                 ));
-                self.hub_attached = true;
+                None
             }
-            (Some(r), Some(h)) if h.token() == Some(r.token) && h.state() != State::Closed => {
-                if h.resume(self.now, r.rx).is_ok() {
-                    self.hub_attached = true;
-                } else {
-                    http::emit_error(
-                        &mut self.h2c.in_flight,
-                        Status::CONFLICT,
-                        "bad-resume",
-                        "resume refused",
-                        &[],
-                    );
-                }
+            Decision::Resume { .. } => {
+                let rx = req.resume.map_or(0, |r| r.rx);
+                let found = self.hub.as_mut().map(|h| h.resume(self.now, rx));
+                admission::resume_refusal(found)
             }
-            (Some(_), _) => {
-                http::emit_error(
-                    &mut self.h2c.in_flight,
-                    Status::GONE,
-                    "session-unknown",
-                    "no such session",
-                    &[],
-                );
-            }
+            Decision::Refuse(r) => Some(r),
+        };
+        match refusal {
+            None => self.hub_attached = true,
+            Some(r) => r.emit(&mut self.h2c.in_flight),
         }
     }
 

@@ -6,22 +6,34 @@
 //! octets; it names the destination and the caller moves the bytes.
 //!
 //! ```text
-//!   ingress PortId + frame ──► Fabric::forward ──► Forward::Unicast(port)
-//!        (a session)            learn src,         Forward::Flood { hub, except }
-//!                               look up dst        Forward::Drop(reason)
+//!   ingress PortId + frame ──► Fabric::forward ──► Route::Local { slot, form }
+//!   (+ the asking shard)        learn src,         Route::Remote { shard, slot, port }
+//!                               look up dst        Route::Flood { local, remote shards }
+//!                                                  Route::Drop(reason)
 //! ```
 //!
-//! * A *hub* is one broadcast domain with its own MAC table: a lookup in one
-//!   hub never sees another hub's entries, so a frame never crosses hubs.
-//! * A *port* is one session attached to one hub. [`PortId`] is a slab index
-//!   plus a generation, so a handle kept after [`Fabric::remove_port`] can
-//!   never address the port that later reuses the slot.
-//! * Learning is capped per port and per hub (a MAC flood cannot grow memory
-//!   without bound); a refused learn still forwards the frame and is counted.
+//! * A [`Fabric`] is one broadcast domain (one virtual hub) with its own MAC
+//!   table: a frame never crosses from one domain to another because no
+//!   domain knows another's ports. The hub keeps one per virtual hub, each
+//!   behind its own lock, held only for [`Fabric::forward`] (learn + look
+//!   up): the bytes move after it is released.
+//! * A *port* is anything that sends and takes Ethernet frames: a `vhub/1`
+//!   session today ([`PortKind`]). The fabric knows where it lives
+//!   ([`PortLoc`]: shard and slot) and the form of its frames
+//!   ([`Form`](crate::offload::Form): plain, or behind a `virtio_net_hdr`),
+//!   and switches every kind alike. [`PortId`] is a slab index plus a
+//!   generation, so a handle kept after [`Fabric::remove_port`] can never
+//!   address the port that later reuses the slot.
+//! * Routes are counted once, here ([`FabricStats`]).
+//! * Learning is capped per port and per domain (a MAC flood cannot grow
+//!   memory without bound); a refused learn still forwards the frame and is
+//!   counted.
 //! * Entries age out after [`FabricConfig::aging`] of silence. Timestamps are
 //!   coarse `u32` seconds since the `epoch` given to [`Fabric::new`]; an
 //!   entry is never treated as expired early and is treated as expired at
 //!   most one second late.
+//! * A shard's own ports per domain, the receivers of a flood on that shard,
+//!   are in [`LocalPorts`]: read without the lock.
 //!
 //! Hot path: [`Fabric::forward`] does two hash lookups (source, destination)
 //! in a hashbrown map keyed by the packed `u64` MAC, and allocates nothing
@@ -30,21 +42,26 @@
 //! are chosen by whoever sends frames, and a seeded hash keeps them from
 //! building colliding keys (HashDoS).
 
+mod local;
 mod mac;
+mod route;
 #[cfg(test)]
 mod tests;
 
+pub use local::LocalPorts;
 pub use mac::Mac;
+pub use route::{DropReason, PortInfo, PortKind, PortLoc, Route, ShardSet, MAX_SHARDS};
 
 use std::time::{Duration, Instant};
 
 use hashbrown::HashMap;
 
-/// Handle of a port (a session attached to one hub).
+/// Handle of a port (one session, or any other kind of port, attached to
+/// the domain).
 ///
 /// Index into the fabric's port slab plus the slot's generation: once the
 /// port is removed, the handle is stale for good, even after the slot is
-/// reused. The hub may map it to a session on any shard.
+/// reused.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct PortId {
     index: u32,
@@ -71,12 +88,22 @@ impl PortId {
     pub const fn generation(self) -> u32 {
         self.generation
     }
-}
 
-/// Handle of a virtual hub (one broadcast domain). Hubs are never removed, so
-/// a `HubId` issued by a fabric stays valid for that fabric's lifetime.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub struct HubId(pub u32);
+    /// Both parts in one integer (index high, generation low).
+    #[inline]
+    pub const fn to_u64(self) -> u64 {
+        ((self.index as u64) << 32) | self.generation as u64
+    }
+
+    /// The inverse of [`to_u64`](Self::to_u64).
+    #[inline]
+    pub const fn from_u64(v: u64) -> Self {
+        PortId {
+            index: (v >> 32) as u32,
+            generation: v as u32,
+        }
+    }
+}
 
 /// Limits and timers of a [`Fabric`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,8 +111,7 @@ pub struct FabricConfig {
     /// MAC entries one port may own; a port at its cap learns no new source
     /// and cannot take over a MAC from another port. Default 1024.
     pub max_macs_per_port: u32,
-    /// MAC entries one hub may hold, for hubs made by [`Fabric::add_hub`];
-    /// [`Fabric::add_hub_with_cap`] overrides it per hub. Default 65536.
+    /// MAC entries the domain (one virtual hub) may hold. Default 65536.
     pub max_macs_per_hub: u32,
     /// An entry not refreshed for longer than this is treated as absent and
     /// removed by [`Fabric::expire`]. Rounded up to whole seconds. Default
@@ -103,55 +129,25 @@ impl Default for FabricConfig {
     }
 }
 
-/// Where a frame goes: the fabric names the destination, the caller moves
-/// the bytes.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-#[must_use]
-pub enum Forward {
-    /// Send to this one port (never the ingress port, always the same hub).
-    Unicast(PortId),
-    /// Send to every port of [`Fabric::hub_ports`]`(hub)` except `except`
-    /// (the ingress port): broadcast, multicast, or unknown unicast.
-    Flood { hub: HubId, except: PortId },
-    /// Send nowhere.
-    Drop(DropReason),
-}
-
-/// Why [`Fabric::forward`] dropped a frame. Each reason has a counter in
-/// [`FabricStats`].
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum DropReason {
-    /// Shorter than the 14-byte Ethernet header: the peer sent garbage.
-    Runt,
-    /// The ingress handle is stale or was never issued: a caller bug or a
-    /// frame that raced the removal of its session.
-    UnknownPort,
-    /// The destination was learned on the ingress port itself; a real
-    /// switch filters such frames (the station's own segment has it).
-    SameSegment,
-    /// The source MAC is multicast, broadcast or all-zero; a real switch
-    /// neither learns nor forwards such frames.
-    InvalidSource,
-}
-
-/// Counters since the fabric was made. Plain `u64`s: the fabric is owned by
-/// one thread, and the caller exports them (summed over shards) at scrape
-/// time.
+/// Counters since the fabric was made. Plain `u64`s: the fabric is used
+/// under its owner's lock, and the owner exports them at scrape time. Every
+/// frame [`Fabric::forward`] is asked about is counted here exactly once:
+/// as unicast (local or remote), flood, or one drop reason.
 #[derive(Default, Clone, Debug, PartialEq, Eq)]
 pub struct FabricStats {
     /// New entries, including an aged entry learned again.
     pub learned: u64,
-    /// Live entries that moved to another port of the same hub.
+    /// Live entries that moved to another port.
     pub moves: u64,
     /// Entries removed by [`Fabric::expire`].
     pub aged_out: u64,
     /// Learns or moves refused because the ingress port was at its cap.
     pub refused_port_cap: u64,
-    /// Learns refused because the hub was at its cap.
+    /// Learns refused because the domain was at its cap.
     pub refused_hub_cap: u64,
-    /// Frames answered with [`Forward::Unicast`].
+    /// Frames routed to one port ([`Route::Local`] or [`Route::Remote`]).
     pub unicast: u64,
-    /// Frames answered with [`Forward::Flood`].
+    /// Frames answered with [`Route::Flood`].
     pub flooded: u64,
     /// Frames dropped as [`DropReason::Runt`].
     pub dropped_runt: u64,
@@ -166,21 +162,16 @@ pub struct FabricStats {
 /// Length of an Ethernet header: destination, source, EtherType.
 const ETHERNET_HEADER_LEN: usize = 14;
 
-/// `PortSlot::hub` of a vacant slot.
-const VACANT: u32 = u32::MAX;
-
 /// One slot of the port slab.
 #[derive(Clone, Debug)]
 struct PortSlot {
     /// Generation of the handle issued for the current (or next) occupant.
     generation: u32,
-    /// Index into `Fabric::hubs`, or `VACANT`.
-    hub: u32,
-    /// Entries of the hub's table that point at this slot; kept exact so
+    /// The occupant, `None` when vacant.
+    info: Option<PortInfo>,
+    /// Entries of the table that point at this slot; kept exact so
     /// `remove_port` can skip the table scan for a port with none.
     mac_count: u32,
-    /// Position of this port in its hub's `ports` list.
-    hub_pos: u32,
 }
 
 /// One MAC table entry. The port is a slab index: entries are purged when
@@ -194,20 +185,8 @@ struct Entry {
     last_seen: u32,
 }
 
-#[derive(Debug)]
-struct Hub {
-    /// MAC (packed) → entry, with foldhash's per-map random seed.
-    table: HashMap<u64, Entry>,
-    ports: Vec<PortId>,
-    max_macs: u32,
-    /// Lower bound on `last_seen` over `table` (`u32::MAX` when nothing has
-    /// been learned since the last sweep emptied it). `expire` skips a hub
-    /// whose oldest entry cannot be aged yet.
-    oldest: u32,
-}
-
-/// The MAC switching fabric of all virtual hubs of one owner (e.g. one
-/// shard or the whole server). See the [module docs](self).
+/// The MAC switching fabric of one broadcast domain (one virtual hub). See
+/// the [module docs](self).
 #[derive(Debug)]
 pub struct Fabric {
     config: FabricConfig,
@@ -218,17 +197,28 @@ pub struct Fabric {
     /// pass one `now` for a whole batch of frames, and converting an
     /// `Instant` costs more than the rest of the time handling.
     last_now: (Instant, u32),
-    hubs: Vec<Hub>,
+    /// MAC (packed) → entry, with foldhash's per-map random seed.
+    table: HashMap<u64, Entry>,
+    /// Lower bound on `last_seen` over `table` (`u32::MAX` when nothing has
+    /// been learned since the last sweep emptied it). `expire` skips the
+    /// scan while the oldest entry cannot be aged yet.
+    oldest: u32,
     slots: Vec<PortSlot>,
     /// Vacant slots ready for reuse.
     free: Vec<u32>,
+    /// Live ports.
+    ports: usize,
+    /// Live ports per shard (index = shard), for the shards a flood reaches.
+    per_shard: Vec<u32>,
+    /// The shards with at least one port.
+    shards: ShardSet,
     stats: FabricStats,
 }
 
 impl Fabric {
-    /// A fabric with no hubs. `epoch` is the origin of its coarse clock:
-    /// every `now` passed in later should be at or after it (an earlier one
-    /// counts as the epoch itself).
+    /// An empty domain. `epoch` is the origin of its coarse clock: every
+    /// `now` passed in later should be at or after it (an earlier one counts
+    /// as the epoch itself).
     pub fn new(config: FabricConfig, epoch: Instant) -> Self {
         let aging = config.aging;
         let whole = aging.as_secs() + u64::from(aging.subsec_nanos() > 0);
@@ -237,9 +227,13 @@ impl Fabric {
             config,
             epoch,
             last_now: (epoch, 0),
-            hubs: Vec::new(),
+            table: HashMap::new(),
+            oldest: u32::MAX,
             slots: Vec::new(),
             free: Vec::new(),
+            ports: 0,
+            per_shard: Vec::new(),
+            shards: ShardSet::EMPTY,
             stats: FabricStats::default(),
         }
     }
@@ -249,91 +243,73 @@ impl Fabric {
         &self.config
     }
 
-    /// Adds a hub with the configured `max_macs_per_hub`.
-    pub fn add_hub(&mut self) -> HubId {
-        self.add_hub_with_cap(self.config.max_macs_per_hub)
-    }
-
-    /// Adds a hub that holds at most `max_macs` MAC entries.
-    pub fn add_hub_with_cap(&mut self, max_macs: u32) -> HubId {
-        let id = u32::try_from(self.hubs.len())
-            .ok()
-            .filter(|&i| i != VACANT)
-            .expect("more than 2^32 - 1 hubs");
-        self.hubs.push(Hub {
-            table: HashMap::new(),
-            ports: Vec::new(),
-            max_macs,
-            oldest: u32::MAX,
-        });
-        HubId(id)
-    }
-
-    /// Attaches a new port to `hub`.
+    /// Attaches a new port that lives at `info.loc` and takes frames in
+    /// `info.form`.
     ///
     /// # Panics
     ///
-    /// If `hub` was not issued by this fabric: hubs are never removed, so
-    /// that is a programming error, not a runtime condition.
-    pub fn add_port(&mut self, hub: HubId) -> PortId {
-        let hub_ports = &mut self
-            .hubs
-            .get_mut(hub.0 as usize)
-            .unwrap_or_else(|| panic!("add_port: {hub:?} was not issued by this fabric"))
-            .ports;
-        let hub_pos = u32::try_from(hub_ports.len()).expect("more than 2^32 ports in one hub");
+    /// If `info.loc.shard` is not below [`MAX_SHARDS`]: the hub never runs
+    /// that many shards, so that is a programming error.
+    pub fn add_port(&mut self, info: PortInfo) -> PortId {
+        let shard = info.loc.shard;
+        assert!(
+            usize::from(shard) < MAX_SHARDS,
+            "add_port: shard {shard} is not below {MAX_SHARDS}"
+        );
         let index = match self.free.pop() {
             Some(index) => index,
             None => {
                 let index = u32::try_from(self.slots.len()).expect("more than 2^32 port slots");
                 self.slots.push(PortSlot {
                     generation: 0,
-                    hub: VACANT,
+                    info: None,
                     mac_count: 0,
-                    hub_pos: 0,
                 });
                 index
             }
         };
         let slot = &mut self.slots[index as usize];
-        debug_assert!(slot.hub == VACANT && slot.mac_count == 0);
-        slot.hub = hub.0;
-        slot.hub_pos = hub_pos;
+        debug_assert!(slot.info.is_none() && slot.mac_count == 0);
+        slot.info = Some(info);
         let port = PortId {
             index,
             generation: slot.generation,
         };
-        hub_ports.push(port);
+        self.ports += 1;
+        let s = usize::from(shard);
+        if self.per_shard.len() <= s {
+            self.per_shard.resize(s + 1, 0);
+        }
+        self.per_shard[s] += 1;
+        self.shards.insert(shard);
         port
     }
 
     /// Detaches `port` and forgets every MAC learned on it; returns how many
     /// MACs were removed. A stale or unknown handle is a no-op returning 0.
-    /// Scans the hub's table only when the port owns at least one MAC.
+    /// Scans the table only when the port owns at least one MAC.
     pub fn remove_port(&mut self, port: PortId) -> usize {
-        let Some(hub_index) = self.live_hub(port) else {
+        let Some(info) = self.port(port) else {
             return 0;
         };
-        let slot = &self.slots[port.index as usize];
-        let (hub_pos, owned) = (slot.hub_pos as usize, slot.mac_count);
-        let hub = &mut self.hubs[hub_index as usize];
-
-        hub.ports.swap_remove(hub_pos);
-        if let Some(moved) = hub.ports.get(hub_pos) {
-            self.slots[moved.index as usize].hub_pos = hub_pos as u32;
-        }
-
+        let owned = self.slots[port.index as usize].mac_count;
         let removed = if owned == 0 {
             0
         } else {
-            let before = hub.table.len();
-            hub.table.retain(|_, e| e.port != port.index);
-            before - hub.table.len()
+            let before = self.table.len();
+            self.table.retain(|_, e| e.port != port.index);
+            before - self.table.len()
         };
         debug_assert_eq!(removed, owned as usize);
 
+        self.ports -= 1;
+        let s = usize::from(info.loc.shard);
+        self.per_shard[s] -= 1;
+        if self.per_shard[s] == 0 {
+            self.shards.remove(info.loc.shard);
+        }
         let slot = &mut self.slots[port.index as usize];
-        slot.hub = VACANT;
+        slot.info = None;
         slot.mac_count = 0;
         // A slot whose generation is exhausted is retired rather than
         // wrapped, so no old handle can ever match it again.
@@ -344,8 +320,9 @@ impl Fabric {
         removed
     }
 
-    /// Decides where `frame`, received on `ingress`, goes: learns its source
-    /// on `ingress` (within the caps), then looks up its destination.
+    /// Decides where `frame`, received on `ingress` (in `ingress`'s form),
+    /// goes, as seen from shard `here`: learns its source on `ingress`
+    /// (within the caps), then looks up its destination. Counts the route.
     ///
     /// Checks, in order: runt, unknown ingress, invalid source. A refused
     /// learn (cap reached) does not stop the frame.
@@ -353,12 +330,16 @@ impl Fabric {
     /// Pass the same `now` for a batch of frames where possible: the
     /// conversion to coarse seconds is cached for the last `now` seen.
     #[inline]
-    pub fn forward(&mut self, now: Instant, ingress: PortId, frame: &[u8]) -> Forward {
+    pub fn forward(&mut self, now: Instant, ingress: PortId, here: u16, frame: &[u8]) -> Route {
         // The steady state — a valid frame from a live port whose source is
         // already learned there — stays in this function; everything else
         // goes to cold, out-of-line paths so this one stays small enough
         // to inline into the caller's frame loop.
-        let (Some((dst, src)), Some(hub_index)) = (addresses(frame), self.live_hub(ingress)) else {
+        let Some(info) = self.port(ingress) else {
+            return self.reject(ingress, frame);
+        };
+        let eth = frame.get(info.form.header_len()..).unwrap_or(&[]);
+        let Some((dst, src)) = addresses(eth) else {
             return self.reject(ingress, frame);
         };
         if !src.is_valid_source() {
@@ -370,29 +351,27 @@ impl Fabric {
             self.set_now(now)
         };
         let aging = self.aging_secs;
-        let hub = &mut self.hubs[hub_index as usize];
 
         // Learn: in the steady state the source is already known on this
         // port and only its timestamp moves.
-        let refreshed = match hub.table.get_mut(&src.0) {
+        let refreshed = match self.table.get_mut(&src.0) {
             Some(e) if e.port == ingress.index && !expired(e.last_seen, now_s, aging) => {
                 // Never move a timestamp backwards (a caller's `now` may lag
-                // a little), so `Hub::oldest` stays a lower bound.
+                // a little), so `oldest` stays a lower bound.
                 e.last_seen = e.last_seen.max(now_s);
                 true
             }
             _ => false,
         };
         if !refreshed {
-            self.learn(hub_index, ingress.index, src.0, now_s);
+            self.learn(ingress.index, src.0, now_s);
         }
 
         // Look up.
         let known = if dst.is_multicast() {
             None
         } else {
-            self.hubs[hub_index as usize]
-                .table
+            self.table
                 .get(&dst.0)
                 .filter(|e| !expired(e.last_seen, now_s, aging))
                 .map(|e| e.port)
@@ -400,42 +379,69 @@ impl Fabric {
         match known {
             Some(port) if port == ingress.index => {
                 self.stats.dropped_same_segment += 1;
-                Forward::Drop(DropReason::SameSegment)
+                Route::Drop(DropReason::SameSegment)
             }
             Some(port) => {
                 self.stats.unicast += 1;
-                Forward::Unicast(self.port_at(port))
+                let slot = &self.slots[port as usize];
+                let to = slot.info.expect("a MAC entry points at a live port");
+                if to.loc.shard == here {
+                    Route::Local {
+                        slot: to.loc.slot,
+                        form: to.form,
+                    }
+                } else {
+                    Route::Remote {
+                        shard: to.loc.shard,
+                        slot: to.loc.slot,
+                        port: PortId {
+                            index: port,
+                            generation: slot.generation,
+                        },
+                    }
+                }
             }
             None => {
                 self.stats.flooded += 1;
-                Forward::Flood {
-                    hub: HubId(hub_index),
-                    except: ingress,
-                }
+                self.flood_route(here, info.loc.shard)
             }
         }
+    }
+
+    /// The flood answer for shard `here` of a frame that entered on
+    /// `from_shard`: here's own ports (but the ingress), every other shard
+    /// that has ports.
+    #[inline]
+    fn flood_route(&self, here: u16, from_shard: u16) -> Route {
+        let mine = self.per_shard.get(usize::from(here)).copied().unwrap_or(0);
+        let local = mine > u32::from(from_shard == here);
+        let mut remote = self.shards;
+        remote.remove(here);
+        Route::Flood { local, remote }
     }
 
     /// The drop answer (and its counter) for a frame `forward` does not
     /// switch: a runt, a stale ingress handle, or an invalid source.
     #[cold]
     #[inline(never)]
-    fn reject(&mut self, ingress: PortId, frame: &[u8]) -> Forward {
-        let reason = match addresses(frame) {
+    fn reject(&mut self, ingress: PortId, frame: &[u8]) -> Route {
+        let reason = match self.port(ingress) {
             None => {
-                self.stats.dropped_runt += 1;
-                DropReason::Runt
-            }
-            Some(_) if self.live_hub(ingress).is_none() => {
                 self.stats.dropped_unknown_port += 1;
                 DropReason::UnknownPort
             }
-            Some(_) => {
-                self.stats.dropped_invalid_source += 1;
-                DropReason::InvalidSource
-            }
+            Some(info) => match frame.get(info.form.header_len()..).and_then(addresses) {
+                None => {
+                    self.stats.dropped_runt += 1;
+                    DropReason::Runt
+                }
+                Some(_) => {
+                    self.stats.dropped_invalid_source += 1;
+                    DropReason::InvalidSource
+                }
+            },
         };
-        Forward::Drop(reason)
+        Route::Drop(reason)
     }
 
     /// Converts and caches a new `now` for `forward`.
@@ -447,21 +453,21 @@ impl Fabric {
         now_s
     }
 
-    /// Learns `src` on `port` (a live port of hub `hub_index`) when it is
-    /// not simply a refresh: a new MAC, a move, or an aged entry.
+    /// Learns `src` on `port` (a live port) when it is not simply a
+    /// refresh: a new MAC, a move, or an aged entry.
     ///
     /// An aged entry still in the table counts as absent: learning it again
-    /// counts as `learned`, reuses its table slot (so needs no hub cap space)
-    /// and, when it was on another port, needs room under the new port's cap.
+    /// counts as `learned`, reuses its table slot (so needs no domain cap
+    /// space) and, when it was on another port, needs room under the new
+    /// port's cap.
     #[cold]
     #[inline(never)]
-    fn learn(&mut self, hub_index: u32, port: u32, src: u64, now_s: u32) {
-        let hub = &mut self.hubs[hub_index as usize];
+    fn learn(&mut self, port: u32, src: u64, now_s: u32) {
         let slots = &mut self.slots;
         let stats = &mut self.stats;
         let port_full = slots[port as usize].mac_count >= self.config.max_macs_per_port;
-        let hub_full = hub.table.len() >= hub.max_macs as usize;
-        match hub.table.get_mut(&src) {
+        let hub_full = self.table.len() >= self.config.max_macs_per_hub as usize;
+        match self.table.get_mut(&src) {
             Some(e) => {
                 let was_aged = expired(e.last_seen, now_s, self.aging_secs);
                 if e.port != port {
@@ -484,7 +490,7 @@ impl Fabric {
             None if port_full => stats.refused_port_cap += 1,
             None if hub_full => stats.refused_hub_cap += 1,
             None => {
-                hub.table.insert(
+                self.table.insert(
                     src,
                     Entry {
                         port,
@@ -492,92 +498,99 @@ impl Fabric {
                     },
                 );
                 slots[port as usize].mac_count += 1;
-                hub.oldest = hub.oldest.min(now_s);
+                self.oldest = self.oldest.min(now_s);
                 stats.learned += 1;
             }
         }
     }
 
-    /// Every port of `hub`, for flooding (skip the `except` port of
-    /// [`Forward::Flood`]). Order is unspecified and changes when ports are
-    /// removed. Empty for a hub not issued by this fabric.
-    pub fn hub_ports(&self, hub: HubId) -> &[PortId] {
-        self.hubs
-            .get(hub.0 as usize)
-            .map_or(&[], |h| h.ports.as_slice())
+    /// Every live port with what the fabric knows of it, in slab order.
+    pub fn ports(&self) -> impl Iterator<Item = (PortId, PortInfo)> + '_ {
+        self.slots.iter().enumerate().filter_map(|(i, s)| {
+            s.info.map(|info| {
+                (
+                    PortId {
+                        index: i as u32,
+                        generation: s.generation,
+                    },
+                    info,
+                )
+            })
+        })
     }
 
-    /// The hub `port` is attached to; `None` if the handle is stale.
-    pub fn port_hub(&self, port: PortId) -> Option<HubId> {
-        self.live_hub(port).map(HubId)
+    /// How many ports are attached.
+    pub fn port_count(&self) -> usize {
+        self.ports
     }
 
-    /// The port `mac` was learned on in `hub`, without learning anything;
-    /// `None` if unknown, aged, or the hub was not issued by this fabric.
-    pub fn lookup(&self, now: Instant, hub: HubId, mac: Mac) -> Option<PortId> {
+    /// What the fabric knows of `port`; `None` if the handle is stale.
+    #[inline]
+    pub fn port(&self, port: PortId) -> Option<PortInfo> {
+        let slot = self.slots.get(port.index as usize)?;
+        if slot.generation == port.generation {
+            slot.info
+        } else {
+            None
+        }
+    }
+
+    /// The port `mac` was learned on, without learning anything; `None` if
+    /// unknown or aged.
+    pub fn lookup(&self, now: Instant, mac: Mac) -> Option<PortId> {
         let now_s = self.secs(now);
-        let e = self.hubs.get(hub.0 as usize)?.table.get(&mac.0)?;
+        let e = self.table.get(&mac.0)?;
         (!expired(e.last_seen, now_s, self.aging_secs)).then(|| self.port_at(e.port))
     }
 
     /// Removes every entry that has aged out; returns how many. Meant to be
-    /// called about once a second. Hubs whose oldest entry cannot have aged
-    /// yet are skipped without a scan.
+    /// called about once a second. Skips the scan while the oldest entry
+    /// cannot have aged yet.
     pub fn expire(&mut self, now: Instant) -> usize {
         let now_s = self.secs(now);
         let aging = self.aging_secs;
-        let slots = &mut self.slots;
-        let mut total = 0;
-        for hub in &mut self.hubs {
-            if hub.oldest == u32::MAX || !expired(hub.oldest, now_s, aging) {
-                continue;
-            }
-            let before = hub.table.len();
-            let mut oldest = u32::MAX;
-            hub.table.retain(|_, e| {
-                if expired(e.last_seen, now_s, aging) {
-                    slots[e.port as usize].mac_count -= 1;
-                    false
-                } else {
-                    oldest = oldest.min(e.last_seen);
-                    true
-                }
-            });
-            hub.oldest = oldest;
-            total += before - hub.table.len();
+        if self.oldest == u32::MAX || !expired(self.oldest, now_s, aging) {
+            return 0;
         }
+        let slots = &mut self.slots;
+        let before = self.table.len();
+        let mut oldest = u32::MAX;
+        self.table.retain(|_, e| {
+            if expired(e.last_seen, now_s, aging) {
+                slots[e.port as usize].mac_count -= 1;
+                false
+            } else {
+                oldest = oldest.min(e.last_seen);
+                true
+            }
+        });
+        self.oldest = oldest;
+        let total = before - self.table.len();
         self.stats.aged_out += total as u64;
         total
     }
 
-    /// Entries held by `hub`, including ones that have aged but were not yet
-    /// removed by [`expire`](Self::expire) (they count against the cap until
-    /// then). 0 for a hub not issued by this fabric.
-    pub fn mac_count(&self, hub: HubId) -> usize {
-        self.hubs.get(hub.0 as usize).map_or(0, |h| h.table.len())
+    /// Entries held, including ones that have aged but were not yet removed
+    /// by [`expire`](Self::expire) (they count against the cap until then).
+    pub fn mac_count(&self) -> usize {
+        self.table.len()
     }
 
     /// Entries held for `port`, counted like [`mac_count`](Self::mac_count);
     /// 0 for a stale handle.
     pub fn port_mac_count(&self, port: PortId) -> usize {
-        self.live_hub(port)
+        self.port(port)
             .map_or(0, |_| self.slots[port.index as usize].mac_count as usize)
     }
 
-    /// The live (not aged) entries of `hub` as `(mac, port, age in seconds)`,
-    /// in no particular order, for the admin API's MAC table. Takes `now`
-    /// because the fabric reads no clock. Empty for an unknown hub.
-    pub fn entries(
-        &self,
-        now: Instant,
-        hub: HubId,
-    ) -> impl Iterator<Item = (Mac, PortId, u32)> + '_ {
+    /// The live (not aged) entries as `(mac, port, age in seconds)`, in no
+    /// particular order, for the admin API's MAC table. Takes `now` because
+    /// the fabric reads no clock.
+    pub fn entries(&self, now: Instant) -> impl Iterator<Item = (Mac, PortId, u32)> + '_ {
         let now_s = self.secs(now);
         let aging = self.aging_secs;
-        self.hubs
-            .get(hub.0 as usize)
-            .into_iter()
-            .flat_map(|h| h.table.iter())
+        self.table
+            .iter()
             .filter(move |(_, e)| !expired(e.last_seen, now_s, aging))
             .map(move |(&mac, e)| {
                 let age = now_s.saturating_sub(e.last_seen);
@@ -588,13 +601,6 @@ impl Fabric {
     /// Counters since the fabric was made.
     pub fn stats(&self) -> &FabricStats {
         &self.stats
-    }
-
-    /// The hub index of a live port, `None` for a stale or made-up handle.
-    #[inline]
-    fn live_hub(&self, port: PortId) -> Option<u32> {
-        let slot = self.slots.get(port.index as usize)?;
-        (slot.generation == port.generation && slot.hub != VACANT).then_some(slot.hub)
     }
 
     /// The handle of the port in an occupied slot.

@@ -230,6 +230,181 @@ fn refuses_what_it_cannot_cut() {
     assert_eq!(segments(&rec[..5], 1518).unwrap_err(), OffloadError::Short);
 }
 
+/// What [`convert`] handed on: its answer and each emitted frame.
+fn converted(
+    frame: &[u8],
+    from: Form,
+    to: Form,
+    max_frame: usize,
+    scratch: &mut Vec<u8>,
+) -> Result<(Converted, Vec<Vec<u8>>), OffloadError> {
+    let mut out = Vec::new();
+    let c = convert(frame, from, to, max_frame, scratch, |f| {
+        out.push(f.to_vec())
+    })?;
+    assert_eq!(c.frames, out.len(), "frames counts what was emitted");
+    Ok((c, out))
+}
+
+/// One call of [`convert`] whose single emitted frame is `frame[at..]`
+/// itself (no copy) and whose scratch stays untouched.
+fn passes_through(frame: &[u8], from: Form, to: Form, at: usize) {
+    let mut scratch = Vec::new();
+    let mut seen = Vec::new();
+    let c = convert(frame, from, to, 1518, &mut scratch, |f| {
+        seen.push((f.as_ptr(), f.len()))
+    })
+    .unwrap();
+    assert_eq!(
+        c,
+        Converted {
+            frames: 1,
+            cut: false
+        }
+    );
+    assert_eq!(seen, vec![(frame[at..].as_ptr(), frame.len() - at)]);
+    assert!(scratch.is_empty());
+}
+
+/// A 60-byte plain frame, byte for byte: an IPv4 frame from `SRC` to `DST`
+/// padded with 0x55.
+fn plain_frame() -> Vec<u8> {
+    let mut f = Vec::from(DST);
+    f.extend_from_slice(&SRC);
+    f.extend_from_slice(&[0x08, 0x00]);
+    f.resize(60, 0x55);
+    f
+}
+
+#[test]
+fn forms_know_their_header() {
+    assert_eq!((Form::of(false), Form::of(true)), (Form::Plain, Form::Vnet));
+    assert_eq!(Form::Plain.header_len(), 0);
+    assert_eq!(Form::Vnet.header_len(), VNET_HDR_LEN);
+    assert_eq!(VNET_HDR_LEN, 10);
+}
+
+#[test]
+fn convert_passes_a_frame_in_its_own_form_as_it_is() {
+    passes_through(&plain_frame(), Form::Plain, Form::Plain, 0);
+    // Vnet to vnet: even a super frame crosses whole, header and all.
+    let rec = super_frame(false, false, &payload(20_000), 1448, true);
+    passes_through(&rec, Form::Vnet, Form::Vnet, 0);
+}
+
+#[test]
+fn convert_puts_a_plain_frame_behind_an_all_zero_header() {
+    let frame = plain_frame();
+    let mut scratch = Vec::new();
+    let (c, out) = converted(&frame, Form::Plain, Form::Vnet, 1518, &mut scratch).unwrap();
+    assert_eq!(
+        c,
+        Converted {
+            frames: 1,
+            cut: false
+        }
+    );
+    let mut want = vec![0u8; 10];
+    want.extend_from_slice(&frame);
+    assert_eq!(out, vec![want]);
+    assert_eq!(VnetHdr::parse(&out[0]), Some(VnetHdr::PLAIN));
+}
+
+#[test]
+fn convert_strips_a_header_that_asks_for_nothing() {
+    let frame = plain_frame();
+    let mut rec = vec![0u8; 10];
+    rec.extend_from_slice(&frame);
+    passes_through(&rec, Form::Vnet, Form::Plain, VNET_HDR_LEN);
+    // ECN alone asks for no cut and no checksum either.
+    rec[1] = GSO_ECN;
+    passes_through(&rec, Form::Vnet, Form::Plain, VNET_HDR_LEN);
+    // And what comes out is the plain frame, byte for byte.
+    let (_, out) = converted(&rec, Form::Vnet, Form::Plain, 1518, &mut Vec::new()).unwrap();
+    assert_eq!(out, vec![frame]);
+}
+
+#[test]
+fn convert_cuts_a_super_frame_for_a_plain_receiver() {
+    let data = payload(20_000);
+    let rec = super_frame(false, false, &data, 1448, true);
+    let mut scratch = Vec::new();
+    let (c, out) = converted(&rec, Form::Vnet, Form::Plain, 1518, &mut scratch).unwrap();
+    assert_eq!(
+        c,
+        Converted {
+            frames: 14,
+            cut: true
+        }
+    );
+    // The very frames `to_plain` makes, each a valid TCP segment, carrying
+    // the payload whole and in order.
+    assert_eq!(out, segments(&rec, 1518).unwrap());
+    let mut joined = Vec::new();
+    for (i, seg) in out.iter().enumerate() {
+        assert!(seg.len() <= 1518);
+        let (seq, pl, ..) = check_segment(seg);
+        assert_eq!(seq, 1_000_000 + 1448 * i as u32);
+        joined.extend_from_slice(&pl);
+    }
+    assert_eq!(joined, data);
+}
+
+#[test]
+fn convert_completes_a_partial_checksum_for_a_plain_receiver() {
+    // One TCP frame the kernel left with a partial checksum: not a super
+    // frame, yet not plain either, so it is rewritten (cut into one).
+    let data = payload(500);
+    let mut rec = super_frame(false, false, &data, 1448, false);
+    let mut h = VnetHdr::parse(&rec).unwrap();
+    h.gso_type = GSO_NONE;
+    h.gso_size = 0;
+    rec[..VNET_HDR_LEN].copy_from_slice(&h.to_bytes());
+    let tcp = VNET_HDR_LEN + 34;
+    let pseudo = fold(sum_words(
+        &rec[VNET_HDR_LEN + 26..VNET_HDR_LEN + 34],
+        6 + (rec.len() - tcp) as u64,
+    ));
+    rec[tcp + 16..tcp + 18].copy_from_slice(&pseudo.to_be_bytes());
+    let (c, out) = converted(&rec, Form::Vnet, Form::Plain, 1518, &mut Vec::new()).unwrap();
+    assert_eq!(
+        c,
+        Converted {
+            frames: 1,
+            cut: true
+        }
+    );
+    assert_eq!(out[0].len(), rec.len() - VNET_HDR_LEN);
+    let (_, pl, ..) = check_segment(&out[0]);
+    assert_eq!(pl, data);
+}
+
+#[test]
+fn convert_refuses_what_to_plain_refuses_and_emits_nothing() {
+    let mut rec = super_frame(false, false, &payload(3000), 1448, false);
+    let mut emitted = 0;
+    let mut go = |rec: &[u8], max_frame| {
+        convert(
+            rec,
+            Form::Vnet,
+            Form::Plain,
+            max_frame,
+            &mut Vec::new(),
+            |_| emitted += 1,
+        )
+    };
+    assert_eq!(go(&rec, 1000), Err(OffloadError::SegmentTooLarge(1502)));
+    assert_eq!(go(&rec[..5], 1518), Err(OffloadError::Short));
+    let mut h = VnetHdr::parse(&rec).unwrap();
+    h.gso_size = 0;
+    rec[..VNET_HDR_LEN].copy_from_slice(&h.to_bytes());
+    assert_eq!(go(&rec, 1518), Err(OffloadError::ZeroGsoSize));
+    assert_eq!(emitted, 0);
+    // Towards a vnet receiver nothing is checked: it takes the record whole.
+    let (c, _) = converted(&rec, Form::Vnet, Form::Vnet, 1000, &mut Vec::new()).unwrap();
+    assert!(!c.cut);
+}
+
 proptest! {
     /// Whatever the header and the bytes say, no panic and no more than
     /// MAX_SEGMENTS frames, each within the limit.

@@ -542,7 +542,13 @@ impl Refusal {
     /// unknown hubs and version mismatches are final: retrying them in a
     /// loop would only lock accounts.
     pub fn is_retryable(&self) -> bool {
-        matches!(self.status.0, 410 | 429 | 503) || self.status.0 >= 500
+        crate::admission::status_is_retryable(self.status)
+    }
+
+    /// The typed refusal, when the answer carries a `Vhub-Error` code this
+    /// build knows (see [`crate::admission::Refuse::parse`]).
+    pub fn refuse(&self) -> Option<crate::admission::Refuse> {
+        crate::admission::Refuse::parse(self)
     }
 }
 

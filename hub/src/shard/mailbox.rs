@@ -1,0 +1,111 @@
+//! What other shards send this one: frame batches (delivered here) and
+//! control messages (migrations, kicks, admin snapshots, shutdown).
+
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+
+use switch_core::session::State;
+use switch_core::wire::http::SessionToken;
+use switch_core::wire::CloseCode;
+use tracing::info;
+
+use super::Shard;
+use crate::net::Backend;
+use crate::switchboard::Control;
+
+impl<B: Backend> Shard<B> {
+    pub(super) async fn mailbox_loop(self: Rc<Self>) {
+        let mb = &self.sb.mailboxes[self.id as usize];
+        loop {
+            let mut stop = false;
+            while let Some(c) = mb.control.pop() {
+                match c {
+                    Control::Migrate(m) => {
+                        let me = self.clone();
+                        B::spawn(async move { me.accept_migration(*m).await });
+                    }
+                    Control::Kick {
+                        slot,
+                        token,
+                        code,
+                        reason,
+                    } => self.kick(slot, token, code, &reason),
+                    Control::Snapshot(reply) => {
+                        let _ = reply.send(self.snapshot());
+                    }
+                    Control::Shutdown => stop = true,
+                }
+            }
+            if stop {
+                self.shutdown();
+                return;
+            }
+            let mut any = false;
+            while let Some(batch) = mb.frames.pop() {
+                any = true;
+                self.deliver_batch(&batch);
+                let mut buf = batch.buf;
+                buf.clear();
+                let _ = self.sb.mailboxes[batch.from as usize].free.push(buf);
+            }
+            if any {
+                let mut st = self.st.borrow_mut();
+                st.counters.wakeups += 1;
+                self.finish_round(&mut st);
+            }
+            mb.sleeping.store(true, Ordering::Release);
+            if mb.frames.is_empty() && mb.control.is_empty() {
+                mb.notify.notified().await;
+            }
+            mb.sleeping.store(false, Ordering::Release);
+        }
+    }
+
+    fn kick(&self, slot: u32, token: SessionToken, code: CloseCode, reason: &str) {
+        let mut st = self.st.borrow_mut();
+        let st = &mut *st;
+        if let Some(s) = st.slots.get_mut(slot as usize).filter(|s| s.token == token) {
+            info!(session = %token.short(), user = %s.user, ?code, %reason, "closing a session on request");
+            if let Some(session) = s.session.as_mut() {
+                session.close(code, reason);
+            }
+            match &s.conn {
+                Some(c) => c.wake.notify_one(),
+                None => self.remove_slot(st, slot),
+            }
+        }
+    }
+
+    /// This shard's sessions for the admin API. Takes each hub's fabric
+    /// lock once, briefly, for the MAC counts.
+    fn snapshot(&self) -> Vec<crate::admin::SessionInfo> {
+        let st = self.st.borrow();
+        st.slots
+            .iter()
+            .map(|(slot, s)| {
+                let session = s.session.as_ref();
+                let stats = session.map(|x| *x.stats()).unwrap_or_default();
+                let state = match (session.map(|x| x.state()), &s.conn) {
+                    (Some(State::Closed) | None, _) => "closing",
+                    (_, None) => "detached",
+                    (_, Some(_)) => "attached",
+                };
+                let macs = self.sb.hubs[s.hub].fabric.lock().port_mac_count(s.port);
+                crate::admin::SessionInfo {
+                    id: s.token.short(),
+                    hub: self.sb.hubs[s.hub].name().to_owned(),
+                    user: s.user.clone(),
+                    remote: s.peer.to_string(),
+                    shard: self.id,
+                    slot: slot as u32,
+                    state: state.into(),
+                    frames_in: stats.rx_frames,
+                    bytes_in: stats.rx_bytes,
+                    frames_out: stats.tx_frames,
+                    bytes_out: stats.tx_bytes,
+                    macs,
+                }
+            })
+            .collect()
+    }
+}

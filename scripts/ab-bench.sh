@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Two hub binaries, A and B, measured with vhub-bench in the same sitting:
+# for every (sessions, frame size) case and every round, A then B, each on a
+# freshly started hub (release builds, 2 shards, io_uring when it is there).
+# Alternating spreads the machine's noise over both; read the medians.
+#
+#   scripts/ab-bench.sh OLD/vhub NEW/vhub [ROUNDS] [SECONDS]
+#
+# Prints one line per run (label, sessions, size, frames/s, Gbit/s, p99,
+# lost, hub CPU %) and writes them to $OUT/ab.tsv. Needs jq.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+A=${1:?hub binary A}
+B=${2:?hub binary B}
+ROUNDS=${3:-3}
+SECS=${4:-5}
+BENCH=${BENCH:-./target/release/vhub-bench}
+OUT=${OUT:-$(mktemp -d /tmp/vhub-ab.XXXXXX)}
+CASES=${CASES:-"2:64 2:1514 100:64 100:1514"}
+
+free_port() {
+    while :; do
+        p=$(( 20000 + RANDOM % 40000 ))
+        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+    done
+}
+
+HUB_PID=""
+cleanup() { [[ -n $HUB_PID ]] && kill "$HUB_PID" 2>/dev/null; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+# run LABEL BINARY SESSIONS SIZE
+run() {
+    local label=$1 bin=$2 n=$3 size=$4 port
+    port=$(free_port)
+    cat > "$OUT/hub.toml" <<EOF
+listen = "127.0.0.1:$port"
+metrics_listen = "off"
+admin_socket = "off"
+cert_dir = "$OUT/certs"
+shards = 2
+
+[limits]
+max_handshakes_per_address = 256
+
+[[hub]]
+name = "DEFAULT"
+anonymous = true
+EOF
+    VHUB_LOG=warn NO_COLOR=1 "$bin" --config "$OUT/hub.toml" > "$OUT/hub-$label.log" 2>&1 &
+    HUB_PID=$!
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+        sleep 0.1
+    done
+    "$BENCH" --hub "127.0.0.1:$port" -n "$n" --size "$size" --duration "$SECS" \
+        --baseline false --hub-pid "$HUB_PID" --json > "$OUT/run.json"
+    kill "$HUB_PID"; wait "$HUB_PID" 2>/dev/null || true; HUB_PID=""
+    # One line: label n size frames/s Gbit/s p99_ms lost hub_cpu_%
+    jq -r --arg l "$label" --arg n "$n" --arg s "$size" \
+        '[$l, $n, $s, (.hub.frames_per_sec | floor), (.hub.gbit_per_sec * 100 | round / 100),
+          (.hub.latency_us_p99 / 1000), .hub.lost, (.hub.hub_cpu_percent // 0 | round)] | @tsv' \
+        "$OUT/run.json" | tee -a "$OUT/ab.tsv"
+}
+
+printf "label\tsessions\tsize\tframes/s\tGbit/s\tp99_ms\tlost\thub_cpu_%%\n" | tee "$OUT/ab.tsv"
+for c in $CASES; do
+    n=${c%%:*}; size=${c##*:}
+    for r in $(seq "$ROUNDS"); do
+        run A "$A" "$n" "$size"
+        run B "$B" "$n" "$size"
+    done
+done
+echo "results: $OUT/ab.tsv"
