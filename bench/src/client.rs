@@ -7,6 +7,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use certs::tls::{self, TlsConn, TlsOptions, Verify};
+use switch_core::pump::Pump;
 use switch_core::session::{Connect, Event, Session, SessionConfig, State};
 use switch_core::wire::http::{Credentials, Refusal};
 
@@ -37,8 +38,7 @@ pub struct TestClient {
     ctx: openssl::ssl::SslContext,
     /// The local address connections are made from (any when `None`).
     local_ip: Option<std::net::IpAddr>,
-    plain_in: Vec<u8>,
-    plain_out: Vec<u8>,
+    pump: Pump,
     cipher_out: Vec<u8>,
     read_buf: Vec<u8>,
     /// Frames received, in order.
@@ -110,8 +110,7 @@ impl TestClient {
             session,
             ctx,
             local_ip: extras.local_ip,
-            plain_in: Vec::new(),
-            plain_out: Vec::new(),
+            pump: Pump::new(),
             cipher_out: Vec::new(),
             read_buf: vec![0; 256 * 1024],
             received: Vec::new(),
@@ -186,13 +185,14 @@ impl TestClient {
     pub fn pump(&mut self) -> Result<(), ClientError> {
         let t = now();
         self.session.handle_timeout(t);
-        self.plain_out.clear();
-        self.session.poll_transmit(t, &mut self.plain_out, 1 << 20);
-        if !self.plain_out.is_empty() {
-            self.tls.write_plaintext(&self.plain_out)?;
-        }
         self.cipher_out.clear();
-        self.tls.take_ciphertext(&mut self.cipher_out);
+        self.pump.output(
+            t,
+            &mut self.tls,
+            &mut self.session,
+            1 << 20,
+            &mut self.cipher_out,
+        )?;
         if !self.cipher_out.is_empty() {
             self.stream.write_all(&self.cipher_out)?;
         }
@@ -203,12 +203,15 @@ impl TestClient {
             }
             Ok(n) => {
                 self.tls.feed(&self.read_buf[..n]);
-                self.tls.read_plaintext(&mut self.plain_in)?;
                 let received = &mut self.received;
-                let used = self
-                    .session
-                    .handle_input(now(), &self.plain_in, |f| received.push(f.to_vec()))?;
-                self.plain_in.drain(..used);
+                let input = self
+                    .pump
+                    .input(now(), &mut self.tls, &mut self.session, |f| {
+                        received.push(f.to_vec())
+                    })?;
+                if let Some(e) = input.protocol_error {
+                    return Err(e.into());
+                }
             }
             Err(e) if is_timeout(&e) => {}
             Err(e) => return Err(e.into()),
@@ -262,7 +265,7 @@ impl TestClient {
         let (stream, tls) = Self::open(self.addr, &self.ctx, self.local_ip)?;
         self.stream = stream;
         self.tls = tls;
-        self.plain_in.clear();
+        self.pump = Pump::new();
         self.session.reconnect(now());
         self.wait_established()
     }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use certs::tls::TlsConn;
 use hdrhistogram::Histogram;
 use openssl::ssl::SslContext;
+use switch_core::pump::Pump;
 use switch_core::session::{Connect, Event, Session, SessionConfig, State};
 use switch_core::wire::http::Credentials;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -87,8 +88,7 @@ pub async fn connect(
         stream,
         tls,
         session,
-        plain_in: Vec::new(),
-        plain_out: Vec::new(),
+        pump: Pump::new(),
         cipher_out: Vec::new(),
         buf,
         epoch,
@@ -100,11 +100,7 @@ pub async fn connect(
             anyhow::bail!("hub closed during the upgrade");
         }
         c.tls.feed(&c.buf[..n]);
-        c.tls.read_plaintext(&mut c.plain_in)?;
-        let used = c
-            .session
-            .handle_input(Instant::now(), &c.plain_in, |_| {})?;
-        c.plain_in.drain(..used);
+        c.input(|_| {})?;
         while let Some(e) = c.session.poll_event() {
             match e {
                 Event::Established { .. } => return Ok(c),
@@ -148,8 +144,7 @@ pub struct Conn {
     pub stream: TcpStream,
     pub tls: TlsConn,
     pub session: Session,
-    plain_in: Vec<u8>,
-    plain_out: Vec<u8>,
+    pump: Pump,
     cipher_out: Vec<u8>,
     buf: Vec<u8>,
     epoch: Instant,
@@ -175,20 +170,29 @@ pub struct Plan {
 }
 
 impl Conn {
+    /// Runs what TLS decrypted through the session, frames to `deliver`.
+    fn input(&mut self, deliver: impl FnMut(&[u8])) -> anyhow::Result<()> {
+        let input = self
+            .pump
+            .input(Instant::now(), &mut self.tls, &mut self.session, deliver)?;
+        if let Some(e) = input.protocol_error {
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
     /// Encrypts and writes what the session has to send.
     pub async fn flush(&mut self) -> anyhow::Result<()> {
         let now = Instant::now();
         self.session.handle_timeout(now);
-        loop {
-            self.plain_out.clear();
-            self.session
-                .poll_transmit(now, &mut self.plain_out, 256 * 1024);
-            if self.plain_out.is_empty() {
-                break;
-            }
-            self.tls.write_plaintext(&self.plain_out)?;
-        }
-        self.tls.take_ciphertext(&mut self.cipher_out);
+        while self.pump.output(
+            now,
+            &mut self.tls,
+            &mut self.session,
+            256 * 1024,
+            &mut self.cipher_out,
+        )? > 0
+        {}
         if !self.cipher_out.is_empty() {
             self.stream.write_all(&self.cipher_out).await?;
             self.cipher_out.clear();
@@ -218,10 +222,8 @@ impl Conn {
                         anyhow::bail!("hub closed the connection while the others connected");
                     }
                     self.tls.feed(&self.buf[..n]);
-                    self.tls.read_plaintext(&mut self.plain_in)?;
                     // Nothing is sent before the run: any frame is stray.
-                    let used = self.session.handle_input(Instant::now(), &self.plain_in, |_| {})?;
-                    self.plain_in.drain(..used);
+                    self.input(|_| {})?;
                 }
                 _ = go.changed() => {}
                 _ = tokio::time::sleep(wait) => {}
@@ -324,41 +326,37 @@ impl Conn {
                     break; // the peer went away while we were draining
                 }
                 self.tls.feed(&self.buf[..n]);
-                self.tls.read_plaintext(&mut self.plain_in)?;
                 let now_ns = (Instant::now() - self.epoch).as_nanos() as u64;
                 let all = &plan.all;
-                let used = self
-                    .session
-                    .handle_input(Instant::now(), &self.plain_in, |f| {
-                        if f.len() < HEADER || f[12..14] != ETHERTYPE {
-                            return;
-                        }
-                        let src = u32::from_be_bytes(f[14..18].try_into().unwrap());
-                        let seq = u64::from_be_bytes(f[18..26].try_into().unwrap());
-                        if seq == 0 {
-                            return; // a MAC announcement
-                        }
-                        if f[0..6] != my_mac && f[0] & 1 == 0 {
-                            me.foreign.fetch_add(1, Relaxed);
-                            return;
-                        }
-                        let ts = u64::from_be_bytes(f[26..34].try_into().unwrap());
-                        got += 1;
-                        me.received.fetch_add(1, Relaxed);
-                        me.received_bytes.fetch_add(f.len() as u64, Relaxed);
-                        let exp = expected.entry(src);
-                        if seq < *exp {
-                            me.reordered.fetch_add(1, Relaxed);
-                        } else {
-                            *exp = seq + 1;
-                        }
-                        let _ = hist.record(now_ns.saturating_sub(ts).max(1) / 1000);
-                        if let Some(c) = all.get(src as usize) {
-                            c.delivered.fetch_add(1, Relaxed);
-                            c.wake.notify_one();
-                        }
-                    })?;
-                self.plain_in.drain(..used);
+                self.input(|f| {
+                    if f.len() < HEADER || f[12..14] != ETHERTYPE {
+                        return;
+                    }
+                    let src = u32::from_be_bytes(f[14..18].try_into().unwrap());
+                    let seq = u64::from_be_bytes(f[18..26].try_into().unwrap());
+                    if seq == 0 {
+                        return; // a MAC announcement
+                    }
+                    if f[0..6] != my_mac && f[0] & 1 == 0 {
+                        me.foreign.fetch_add(1, Relaxed);
+                        return;
+                    }
+                    let ts = u64::from_be_bytes(f[26..34].try_into().unwrap());
+                    got += 1;
+                    me.received.fetch_add(1, Relaxed);
+                    me.received_bytes.fetch_add(f.len() as u64, Relaxed);
+                    let exp = expected.entry(src);
+                    if seq < *exp {
+                        me.reordered.fetch_add(1, Relaxed);
+                    } else {
+                        *exp = seq + 1;
+                    }
+                    let _ = hist.record(now_ns.saturating_sub(ts).max(1) / 1000);
+                    if let Some(c) = all.get(src as usize) {
+                        c.delivered.fetch_add(1, Relaxed);
+                        c.wake.notify_one();
+                    }
+                })?;
             }
             // 3. After the sending period: drain until quiet for a second.
             // An idle session (nothing to send) stays until the end too.

@@ -20,6 +20,7 @@ mod netwatch;
 mod report;
 mod settings;
 mod status;
+mod supervisor;
 mod tap;
 mod trust;
 mod units;

@@ -17,6 +17,9 @@ use switch_core::offload::{VnetHdr, MAX_VNET_FRAME};
 
 use crate::addr::Ipv4Cidr;
 
+#[cfg(test)]
+pub mod fake;
+
 /// Largest frame read from a device without offload: a 1500-byte MTU plus
 /// Ethernet header and one VLAN tag; larger MTUs are not supported yet.
 pub const MAX_FRAME: usize = 1518;

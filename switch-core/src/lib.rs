@@ -27,6 +27,9 @@
 //!   between forms ([`offload::convert`]).
 //! - [`sim`]: a client and a hub session on an in-memory link with a
 //!   virtual clock, admitted by [`admission::decide`].
+//! - [`pump`]: the one pump between a session and a secure channel (TLS
+//!   behind the [`pump::Channel`] trait), used by the hub, the client and
+//!   the load generator.
 //!
 //! What it does not do: TLS, sockets, TAP devices, authentication decisions
 //! (the hub checks credentials; this crate only carries them), randomness
@@ -35,6 +38,7 @@
 pub mod admission;
 pub mod fabric;
 pub mod offload;
+pub mod pump;
 pub mod session;
 pub mod sim;
 pub mod wire;

@@ -701,6 +701,23 @@ pub enum ClientCert {
     },
 }
 
+/// The session pump moves plaintext through a `TlsConn` (hub, vnic, bench).
+impl switch_core::pump::Channel for TlsConn {
+    type Error = TlsError;
+
+    fn read_plaintext(&mut self, out: &mut Vec<u8>) -> Result<bool, TlsError> {
+        TlsConn::read_plaintext(self, out).map(|s| s.closed)
+    }
+
+    fn write_plaintext(&mut self, plain: &[u8]) -> Result<(), TlsError> {
+        TlsConn::write_plaintext(self, plain)
+    }
+
+    fn take_ciphertext(&mut self, out: &mut Vec<u8>) {
+        TlsConn::take_ciphertext(self, out)
+    }
+}
+
 /// A certificate name as `KEY=value` pairs in certificate order joined by
 /// `,` (e.g. `O=Example,CN=alice`), with OpenSSL's short names. Values
 /// are taken as UTF-8; `,` `=` `\\` in a value are escaped with `\\`.

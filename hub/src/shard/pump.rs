@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use certs::tls::TlsConn;
 use switch_core::offload::Form;
+use switch_core::pump::Pump;
 use switch_core::session::State;
 use tokio::sync::Notify;
 use tracing::{debug, info};
@@ -57,7 +58,8 @@ impl<B: Backend> Shard<B> {
         conn.wake.notify_one(); // send the 101 and whatever waits
         let mut want = READ_MIN;
         let mut buf: Vec<u8> = Vec::with_capacity(want);
-        let mut plain: Vec<u8> = Vec::new();
+        // The reader's side of the pump: plaintext waiting for the session.
+        let mut pump = Pump::new();
         loop {
             if buf.capacity() < want {
                 buf.reserve_exact(want);
@@ -84,22 +86,20 @@ impl<B: Backend> Shard<B> {
                 if buf.capacity() > 2 * want {
                     buf = Vec::new();
                 }
-                match tls.read_plaintext(&mut plain) {
-                    Ok(st) => !st.closed,
+                match pump.decrypt(&mut *tls) {
+                    Ok(closed) => !closed,
                     Err(e) => {
                         debug!("TLS error on a session: {e}");
                         false
                     }
                 }
             };
-            if !plain.is_empty() && !self.process_input(slot, &conn, &mut plain) {
+            if !pump.plaintext().is_empty() && !self.process_input(slot, &conn, &mut pump) {
                 break;
             }
             if want == READ_MIN {
                 // Light traffic: keep no buffers between reads.
-                if plain.is_empty() && plain.capacity() > 0 {
-                    plain = Vec::new();
-                }
+                pump.shrink_input();
                 conn.tls.borrow_mut().shrink_idle_input();
             }
             if !tls_ok {
@@ -115,7 +115,7 @@ impl<B: Backend> Shard<B> {
 
     /// Runs the session's input through switch-core and forwards frames.
     /// Returns false when the connection must end.
-    fn process_input(&self, slot: u32, conn: &Rc<Conn<B::Stream>>, plain: &mut Vec<u8>) -> bool {
+    fn process_input(&self, slot: u32, conn: &Rc<Conn<B::Stream>>, pump: &mut Pump) -> bool {
         let now = Instant::now();
         let mut st = self.st.borrow_mut();
         let st = &mut *st;
@@ -127,8 +127,10 @@ impl<B: Backend> Shard<B> {
         }
         let (hub, port) = (s.hub, s.port);
         let mut session = s.session.take().expect("session present");
-        // The frames of this chunk, as spans of `plain`: switched after the
-        // whole chunk is decoded, so the fabric's lock is taken once.
+        // The frames of this chunk, as spans of the plaintext: switched
+        // after the whole chunk is decoded, so the fabric's lock is taken
+        // once. They stay valid until the pump's next decrypt.
+        let plain = pump.plaintext();
         let mut spans = std::mem::take(&mut st.spans);
         let base = plain.as_ptr() as usize;
         let result = session.handle_input(now, plain, |frame| {
@@ -146,13 +148,13 @@ impl<B: Backend> Shard<B> {
         st.spans = spans;
         let keep = match result {
             Ok(used) => {
-                plain.drain(..used);
+                pump.consume(used);
                 true
             }
             Err(e) => {
                 info!(session = %session.token().map(|t| t.short()).unwrap_or_default(), "protocol error: {e}");
                 st.counters.protocol_errors += 1;
-                plain.clear();
+                pump.discard_input();
                 true // the CLOSE is queued; the writer sends it and ends
             }
         };
@@ -190,8 +192,9 @@ impl<B: Backend> Shard<B> {
     /// The writer's loop: the session's output through TLS to the socket
     /// until the connection closes or the session ends.
     async fn write_until_closed(&self, conn: &Rc<Conn<B::Stream>>, slot: u32) {
-        // Allocated on demand and given back when the session goes quiet.
-        let mut plain: Vec<u8> = Vec::new();
+        // The writer's side of the pump and its ciphertext: allocated on
+        // demand and given back when the session goes quiet.
+        let mut pump = Pump::new();
         let mut out: Vec<u8> = Vec::new();
         let mut last_busy = Instant::now();
         // Ciphertext written since the writer last slept.
@@ -209,28 +212,26 @@ impl<B: Backend> Shard<B> {
                 }
                 let session = s.session.as_mut().expect("session present");
                 session.handle_timeout(now);
-                if plain.capacity() == 0 && session.wants_transmit() {
-                    plain.reserve(16 * 1024);
+                if pump.output_capacity() == 0 && session.wants_transmit() {
+                    pump.reserve_output(16 * 1024);
                 }
-                session.poll_transmit(now, &mut plain, WRITE_CHUNK);
+                let mut tls = conn.tls.borrow_mut();
+                if pump
+                    .output(now, &mut *tls, session, WRITE_CHUNK, &mut out)
+                    .is_err()
+                {
+                    break;
+                }
                 let finished = session.state() == State::Closed;
+                if finished {
+                    tls.shutdown();
+                    tls.take_ciphertext(&mut out);
+                }
+                drop(tls);
                 let deadline = session.poll_timeout();
                 self.handle_events(st, slot);
                 (deadline, finished)
             };
-            {
-                let mut tls = conn.tls.borrow_mut();
-                if !plain.is_empty() {
-                    if tls.write_plaintext(&plain).is_err() {
-                        break;
-                    }
-                    plain.clear();
-                }
-                if finished {
-                    tls.shutdown();
-                }
-                tls.take_ciphertext(&mut out);
-            }
             if !out.is_empty() {
                 last_busy = now;
                 written += out.len();
@@ -256,10 +257,9 @@ impl<B: Backend> Shard<B> {
             let light = written < LIGHT_WRITE;
             written = 0;
             if light || now.saturating_duration_since(last_busy) >= KEEP_BUFFERS_IDLE {
-                if plain.capacity() + out.capacity() >= TRIM_AFTER_FREEING {
+                if pump.shrink_output() + out.capacity() >= TRIM_AFTER_FREEING {
                     self.trim.set(true);
                 }
-                plain = Vec::new();
                 out = Vec::new();
                 conn.tls.borrow_mut().shrink_idle();
             }

@@ -1,0 +1,598 @@
+//! The bridge: a TAP device on one side, a `vhub/1` session on the other,
+//! and the loop that moves frames between them, keeps the link alive and
+//! brings it back.
+//!
+//! ```text
+//!   TAP ──recv_batch──► Session::send_frame ─┐            ┌─► TAP::send
+//!                                             ▼            │
+//!                            Session::poll_transmit    Session::handle_input
+//!                                             │            ▲
+//!                                  TlsConn::write_plaintext / read_plaintext
+//!                                             ▼            │
+//!                           relay/TCP stream (write half)  (read half)
+//! ```
+//!
+//! One task on a current-thread tokio runtime owns everything; a
+//! `select!` waits for whichever of the TAP, the stream, a connection
+//! attempt, a timer, a signal or a network change is ready. What goes
+//! where is the session's business (switch-core); when to (re)connect,
+//! wait, start a new session or give up is the [`Supervisor`]'s (sans-IO,
+//! tested on a virtual clock): the bridge tells it what happened and does
+//! what it answers. This folder only moves bytes:
+//!
+//! - `mod.rs`: the loop, the session's events, the supervisor's actions;
+//! - `connect.rs`: opening a link, switching to it, losing it;
+//! - `pump.rs`: socket ⇄ TLS ⇄ session;
+//! - `tap_path.rs`: TAP ⇄ session, in the form each side wants;
+//! - `status.rs`: the status file and the state lines.
+
+use std::future::{pending, Future};
+use std::pin::Pin;
+use std::time::{Duration, Instant, SystemTime};
+
+use certs::tls::{TlsConn, TlsInfo};
+use openssl::ssl::SslContext;
+use switch_core::offload;
+use switch_core::pump::Pump;
+use switch_core::session::{Connect, Event, Session, SessionConfig, SessionStats, State};
+use switch_core::wire::CloseCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::backoff::Backoff;
+use crate::lan::IcmpKeepalive;
+use crate::link::{Link, LinkError};
+use crate::netwatch::NetWatch;
+use crate::relay::{Relay, Transport};
+use crate::report::{say, warn};
+use crate::settings::Settings;
+use crate::supervisor::{self, Action, Level, Supervisor};
+use crate::tap::{FrameBatch, TapIo};
+use crate::units::fmt_duration;
+
+pub use crate::supervisor::Outcome;
+
+mod connect;
+mod pump;
+mod status;
+mod tap_path;
+
+/// Most frames taken from the TAP in one go before they are transmitted.
+const TAP_BATCH: usize = 256;
+/// Plaintext handed to TLS per `poll_transmit` call.
+const TRANSMIT_CHUNK: usize = 256 * 1024;
+/// Stop reading the TAP (and polling the session) while this much
+/// ciphertext waits for the socket: the kernel's TAP queue then holds or
+/// drops frames, which is how a NIC pushes back on TCP.
+const HIGH_WATER: usize = 1 << 20;
+/// Read this much ciphertext per read call at most.
+const READ_CHUNK: usize = 256 * 1024;
+/// How long to wait for the CLOSE to leave when stopping.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+type ConnectFuture = Pin<Box<dyn Future<Output = Result<Link, LinkError>>>>;
+
+/// What woke the loop.
+enum Wake {
+    Stop(&'static str),
+    StatusLine,
+    Read(std::io::Result<usize>),
+    Wrote(std::io::Result<usize>),
+    Connected(Result<Link, LinkError>),
+    Tap(std::io::Result<()>),
+    NetChanged,
+    Timer,
+}
+
+/// Counters of the shell (the session counts the protocol's).
+#[derive(Default, Debug)]
+struct ShellStats {
+    reconnects: u64,
+    new_sessions: u64,
+    tap_write_errors: u64,
+    /// Frames too large for the session's limits.
+    oversize: u64,
+    /// Frames left in the buffer of a session the hub ended.
+    dropped_with_session: u64,
+    /// Frames read from the TAP with a virtio_net_hdr vnic could not cut
+    /// (the kernel does not make those; counted, never silent).
+    bad_offload: u64,
+    /// Plain frames cut from TAP super frames for a hub without offload.
+    segments_cut: u64,
+}
+
+pub struct Bridge<T: TapIo> {
+    settings: Settings,
+    ctx: SslContext,
+    tap: T,
+    session: Session,
+    /// Counters of earlier `Session`s (a session the hub ended is
+    /// replaced by a new one; the status adds them up).
+    prior: SessionStats,
+    shell: ShellStats,
+
+    // The current link, if any.
+    rd: Option<ReadHalf<Box<dyn Transport>>>,
+    wr: Option<WriteHalf<Box<dyn Transport>>>,
+    tls: Option<TlsConn>,
+    tls_info: Option<TlsInfo>,
+    /// The session was established on this link.
+    link_established: bool,
+    /// When the current link's session was established.
+    established_at: Option<Instant>,
+    /// Last time ciphertext arrived on the current link.
+    last_rx: Instant,
+
+    // Buffers, kept across links.
+    rbuf: Vec<u8>,
+    /// Plaintext between TLS and the session, both ways.
+    pump: Pump,
+    out: Vec<u8>,
+    out_pos: usize,
+    batch: FrameBatch,
+
+    // Reconnection: the attempt in flight; the supervisor decides.
+    connecting: Option<ConnectFuture>,
+    sup: Supervisor,
+    rtt_reported: bool,
+    /// PONGs received when the current connection was established: the
+    /// round trip is reported once a PONG of this connection arrived.
+    pongs_at_connect: u64,
+
+    icmp: Option<IcmpKeepalive>,
+    netwatch: Option<NetWatch>,
+
+    // Status.
+    state_name: &'static str,
+    detail: String,
+    status_due: Instant,
+    started: Instant,
+    started_at: SystemTime,
+
+    outcome: Option<Outcome>,
+    /// Frames converted between offload and plain form are built here.
+    scratch: Vec<u8>,
+    /// Frames that arrived with the handshake response (rare: kept only
+    /// until the response is processed).
+    early: Vec<Vec<u8>>,
+}
+
+#[allow(clippy::disallowed_methods)]
+fn now() -> Instant {
+    Instant::now()
+}
+
+/// Reads from the link if there is one; pends forever otherwise.
+async fn read_opt(
+    rd: &mut Option<ReadHalf<Box<dyn Transport>>>,
+    buf: &mut [u8],
+) -> std::io::Result<usize> {
+    match rd {
+        Some(r) => r.read(buf).await,
+        None => pending().await,
+    }
+}
+
+async fn write_opt(
+    wr: &mut Option<WriteHalf<Box<dyn Transport>>>,
+    buf: &[u8],
+) -> std::io::Result<usize> {
+    match wr {
+        Some(w) if !buf.is_empty() => w.write(buf).await,
+        _ => pending().await,
+    }
+}
+
+async fn connect_opt(c: &mut Option<ConnectFuture>) -> Result<Link, LinkError> {
+    match c {
+        Some(f) => f.await,
+        None => pending().await,
+    }
+}
+
+async fn netwatch_opt(n: &mut Option<NetWatch>) {
+    match n {
+        Some(w) => {
+            if w.changed().await.is_err() {
+                // A watcher that fails is dropped by the caller; until then
+                // do not spin.
+                pending::<()>().await
+            }
+        }
+        None => pending().await,
+    }
+}
+
+impl<T: TapIo> Bridge<T> {
+    pub fn new(settings: Settings, ctx: SslContext, tap: T) -> Self {
+        let t = now();
+        let session = Self::fresh_session(&settings, tap.vnet(), t);
+        let icmp = settings
+            .icmp
+            .as_ref()
+            .map(|i| IcmpKeepalive::new(i.target, i.interval, std::process::id() as u16, t));
+        let netwatch = match NetWatch::new(crate::netwatch::ifindex(tap.name())) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!("not watching for network changes: {e}");
+                None
+            }
+        };
+        let sup = Supervisor::new(
+            supervisor::Config {
+                hub: settings.url.to_string(),
+                max_retries: settings.max_retries,
+                with_cert: settings.client_cert.is_some(),
+            },
+            Backoff::new(settings.max_backoff),
+        );
+        Self {
+            settings,
+            ctx,
+            tap,
+            session,
+            prior: SessionStats::default(),
+            shell: ShellStats::default(),
+            rd: None,
+            wr: None,
+            tls: None,
+            tls_info: None,
+            link_established: false,
+            established_at: None,
+            last_rx: t,
+            rbuf: vec![0; READ_CHUNK],
+            pump: Pump::new(),
+            out: Vec::new(),
+            out_pos: 0,
+            batch: FrameBatch::default(),
+            connecting: None,
+            sup,
+            rtt_reported: false,
+            pongs_at_connect: 0,
+            icmp,
+            netwatch,
+            state_name: "connecting",
+            detail: String::new(),
+            status_due: t,
+            started: t,
+            started_at: SystemTime::now(),
+            outcome: None,
+            scratch: Vec::new(),
+            early: Vec::new(),
+        }
+    }
+
+    /// A session with no link yet: `reconnect` starts its handshake on
+    /// each new link (a new session first, a resume afterwards).
+    /// `offload`: the TAP speaks `virtio_net_hdr`; ask the hub for it too.
+    fn fresh_session(settings: &Settings, offload: bool, t: Instant) -> Session {
+        let mut config = SessionConfig {
+            keepalive: settings.keepalive,
+            timeout: settings.timeout,
+            offload,
+            ..SessionConfig::default()
+        };
+        if offload {
+            config.limits.max_frame = offload::MAX_VNET_FRAME;
+            config.max_buffered_bytes = offload::OFFLOAD_BUFFER_BYTES;
+        }
+        Session::connect(
+            t,
+            config,
+            Connect {
+                hub: settings.url.hub.clone(),
+                host: settings.url.host_port(),
+                credentials: settings.credentials.clone(),
+            },
+        )
+    }
+
+    fn relay_label(&self) -> String {
+        match &self.settings.relay {
+            Relay::Direct => "direct".to_owned(),
+            r => format!("via {r}"),
+        }
+    }
+
+    /// Runs until the user stops the client or something final happens.
+    pub async fn run(mut self) -> Outcome {
+        let signals = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::user_defined1()),
+        );
+        let (mut sigint, mut sigterm, mut sigusr1) = match signals {
+            (Ok(a), Ok(b), Ok(c)) => (a, b, c),
+            _ => return Outcome::Failed("cannot install signal handlers".into()),
+        };
+        self.apply(now());
+        loop {
+            if let Some(o) = self.outcome.take() {
+                // Whatever is queued (a CLOSE after a protocol error) goes
+                // out, briefly.
+                if let Some(wr) = &mut self.wr {
+                    let out = &self.out[self.out_pos..];
+                    let _ = tokio::time::timeout(CLOSE_GRACE, wr.write_all(out)).await;
+                }
+                self.write_status(now());
+                return o;
+            }
+            let t = now();
+            let deadline = self.next_deadline(t);
+            let pending_out = self.out.len() - self.out_pos;
+            let read_tap = match self.session.state() {
+                State::Closed => false,
+                // On a live link, frames in flight are bounded by what the
+                // session can keep for a resume: when it is full the TAP
+                // queue fills instead (and the kernel drops, as a NIC
+                // would), so nothing sent is ever evicted from the
+                // retransmit buffer and a link loss loses nothing.
+                State::Established => pending_out < HIGH_WATER && self.room_for_a_batch(),
+                // Detached or resuming: frames wait in the buffer (tail
+                // drops counted when it is full) — once the form they take
+                // (with a virtio_net_hdr or not) is settled by a first
+                // handshake; until then they wait in the kernel's queue.
+                _ => !self.tap.vnet() || self.session.token().is_some(),
+            };
+            let wake = tokio::select! {
+                biased;
+                _ = sigint.recv() => Wake::Stop("interrupted (SIGINT)"),
+                _ = sigterm.recv() => Wake::Stop("terminated (SIGTERM)"),
+                _ = sigusr1.recv() => Wake::StatusLine,
+                r = write_opt(&mut self.wr, &self.out[self.out_pos..]) => Wake::Wrote(r),
+                r = read_opt(&mut self.rd, &mut self.rbuf) => Wake::Read(r),
+                r = self.tap.readable(), if read_tap => Wake::Tap(r),
+                r = connect_opt(&mut self.connecting) => Wake::Connected(r),
+                _ = netwatch_opt(&mut self.netwatch) => Wake::NetChanged,
+                _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => Wake::Timer,
+            };
+            let t = now();
+            match wake {
+                Wake::Stop(why) => return self.stop(why).await,
+                Wake::StatusLine => {
+                    let line = self.status(t).line();
+                    say(line);
+                }
+                Wake::Read(r) => self.on_read(t, r),
+                Wake::Wrote(r) => self.on_wrote(t, r),
+                Wake::Tap(r) => self.on_tap(r),
+                Wake::Connected(r) => {
+                    self.connecting = None;
+                    self.on_connected(t, r);
+                }
+                Wake::NetChanged => self.on_net_changed(t),
+                Wake::Timer => self.on_timer(t),
+            }
+            self.drain_events(t);
+            self.flush(t);
+            if t >= self.status_due {
+                self.write_status(t);
+            }
+        }
+    }
+
+    fn next_deadline(&self, t: Instant) -> Instant {
+        let mut d = self.status_due;
+        if self.tls.is_some() {
+            if let Some(s) = self.session.poll_timeout() {
+                // While the socket is backed up, `flush` does not ask the
+                // session for output, so a due ACK or PING stays due: do
+                // not spin on it; the write completing wakes the loop.
+                let s = if self.out.len() - self.out_pos >= HIGH_WATER {
+                    s.max(t + Duration::from_millis(10))
+                } else {
+                    s
+                };
+                d = d.min(s);
+            }
+        }
+        if let Some(r) = self.sup.poll_timeout() {
+            d = d.min(r);
+        }
+        if let Some(i) = &self.icmp {
+            if self.session.state() == State::Established {
+                d = d.min(i.next_due());
+            }
+        }
+        d.max(t)
+    }
+
+    // ------------------------------------------------------------------
+    // The supervisor's decisions
+    // ------------------------------------------------------------------
+
+    /// Does what the supervisor asks, in order.
+    fn apply(&mut self, t: Instant) {
+        while let Some(a) = self.sup.poll_action() {
+            match a {
+                Action::Connect(attempt) => self.start_connect(t, attempt),
+                Action::DropLink => self.drop_link(t),
+                Action::NewSession => self.renew_session(t),
+                Action::Report { state, level, line } => {
+                    let line = match level {
+                        Level::Say => say(line),
+                        Level::Warn => warn(line),
+                    };
+                    self.set_state(t, state, line);
+                }
+                Action::Wait { until: _, line } => {
+                    // The supervisor's `poll_timeout` wakes the loop then.
+                    let line = warn(line);
+                    self.set_state(t, "reconnecting", line);
+                }
+                Action::GiveUp(o) => self.finish_with(o),
+            }
+        }
+    }
+
+    fn on_timer(&mut self, t: Instant) {
+        if self.tls.is_some() {
+            self.session.handle_timeout(t);
+        }
+        self.sup.handle_timeout(t);
+        self.apply(t);
+        if self.session.state() == State::Established {
+            if let Some(k) = &mut self.icmp {
+                let src_ip = self.settings.ip.map(|c| c.addr).or_else(|| self.tap.ipv4());
+                match src_ip {
+                    Some(ip) => {
+                        if let Some(frame) = k.poll(t, self.tap.mac(), ip) {
+                            self.send_own_frame(&frame);
+                        }
+                    }
+                    None if t >= k.next_due() => {
+                        // Nothing to send from; check again later.
+                        let _ = k.poll(t, [0; 6], std::net::Ipv4Addr::UNSPECIFIED);
+                    }
+                    None => {}
+                }
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Session events
+    // ------------------------------------------------------------------
+
+    fn drain_events(&mut self, t: Instant) {
+        while let Some(ev) = self.session.poll_event() {
+            self.on_event(t, ev);
+        }
+        if !self.rtt_reported
+            && self.link_established
+            && self.session.stats().pongs_received > self.pongs_at_connect
+        {
+            if let Some(rtt) = self.session.rtt() {
+                self.rtt_reported = true;
+                say(format!("round trip to the hub: {}", fmt_duration(rtt)));
+            }
+        }
+    }
+
+    fn short_id(&self) -> String {
+        self.session
+            .token()
+            .map(|t| t.short())
+            .unwrap_or_else(|| "-".into())
+    }
+
+    fn on_event(&mut self, t: Instant, ev: Event) {
+        match ev {
+            Event::Established {
+                resumed,
+                resent,
+                lost,
+            } => self.on_established(t, resumed, resent, lost),
+            Event::SessionExpired { unconfirmed } => {
+                self.shell.new_sessions += 1;
+                let detached = self.session.state() == State::Detached;
+                self.sup.handle_session_expired(t, unconfirmed, detached);
+            }
+            Event::LinkDead => {
+                let timeout = self.session.config().timeout;
+                self.sup.handle_keepalive_dead(t, timeout);
+            }
+            Event::Refused(r) => self.sup.handle_refused(t, &r),
+            Event::Closed {
+                code,
+                reason,
+                by_peer,
+            } => self.sup.handle_closed(t, code, &reason, by_peer),
+        }
+        self.apply(t);
+    }
+
+    fn on_established(&mut self, t: Instant, resumed: bool, resent: u64, lost: u64) {
+        let again = self.sup.ever_established();
+        let outage = self.sup.handle_established(t, resumed);
+        self.link_established = true;
+        self.established_at = Some(t);
+        self.rtt_reported = false;
+        self.pongs_at_connect = self.session.stats().pongs_received;
+        let tls = self
+            .tls_info
+            .as_ref()
+            .map(|i| i.to_string())
+            .unwrap_or_else(|| "TLS".into());
+        let line = if resumed {
+            let outage = outage
+                .map(|d| format!(" after {}", fmt_duration(d)))
+                .unwrap_or_default();
+            say(format!(
+                "resumed session {}{outage}: {resent} frame(s) re-sent, {lost} lost ({tls})",
+                self.short_id()
+            ))
+        } else {
+            let new = if again { " (a new session)" } else { "" };
+            let offload = match (self.tap.vnet(), self.session.offload()) {
+                (true, true) => "offload on",
+                (true, false) => "offload off (the hub did not grant it)",
+                (false, _) => "offload off",
+            };
+            say(format!(
+                "connected to {} ({}): {tls}, session {}{new}, {offload}",
+                self.settings.url,
+                self.relay_label(),
+                self.short_id()
+            ))
+        };
+        self.set_state(t, "connected", line);
+    }
+
+    // ------------------------------------------------------------------
+    // Ending
+    // ------------------------------------------------------------------
+
+    fn finish_with(&mut self, o: Outcome) {
+        let line = match &o {
+            Outcome::Stopped => say("closed"),
+            Outcome::Refused(m) | Outcome::Untrusted(m) | Outcome::Failed(m) => {
+                warn(format!("stopped: {m}"))
+            }
+        };
+        self.state_name = "closed";
+        self.detail = line;
+        if self.outcome.is_none() {
+            self.outcome = Some(o);
+        }
+    }
+
+    /// Ctrl-C or SIGTERM: CLOSE(normal) to the hub, close_notify, done.
+    async fn stop(mut self, why: &'static str) -> Outcome {
+        let t = now();
+        let had_link = self.tls.is_some() && self.session.state() == State::Established;
+        self.session
+            .close(CloseCode::Normal, &format!("vnic stopped: {why}"));
+        self.flush(t);
+        if let (Some(tls), Some(wr)) = (&mut self.tls, &mut self.wr) {
+            tls.shutdown();
+            if self.out_pos > 0 {
+                self.out.drain(..self.out_pos);
+                self.out_pos = 0;
+            }
+            tls.take_ciphertext(&mut self.out);
+            let out = &self.out;
+            let _ = tokio::time::timeout(CLOSE_GRACE, async {
+                wr.write_all(out).await?;
+                wr.shutdown().await
+            })
+            .await;
+        }
+        let line = say(format!(
+            "closed: {why}{}",
+            if had_link {
+                "; the hub was told (CLOSE normal)"
+            } else {
+                ""
+            }
+        ));
+        self.state_name = "closed";
+        self.detail = line;
+        self.write_status(t);
+        Outcome::Stopped
+    }
+
+    // ------------------------------------------------------------------
+    // Status
+    // ------------------------------------------------------------------
+}
