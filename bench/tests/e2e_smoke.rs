@@ -6,11 +6,10 @@ use std::process::Command;
 
 #[test]
 fn e2e_script_runs_and_traffic_crosses_the_hub() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!(
-            "skipped: bench/e2e needs root (network namespaces, TAP devices); CI runs as root"
-        );
+    if !test_support::require_root(
+        "e2e_script_runs_and_traffic_crosses_the_hub",
+        "bench/e2e creates network namespaces and TAP devices",
+    ) {
         return;
     }
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");

@@ -274,7 +274,10 @@ fn both_io_backends_serve_sessions_and_auto_says_which_it_chose() {
     for (flag, name) in [("uring", "io_uring"), ("epoll", "epoll"), ("auto", "")] {
         if flag == "uring" {
             if let Err(e) = &uring {
-                println!("SKIPPED --io-backend uring: io_uring is not available here: {e}");
+                test_support::skip_or_fail(
+                    "both_io_backends_serve_sessions_and_auto_says_which_it_chose (--io-backend uring)",
+                    &format!("io_uring is not available here: {e}"),
+                );
                 continue;
             }
         }

@@ -149,7 +149,10 @@ fn headless_chromium_renders_the_page() {
         .into_iter()
         .find(|p| have(p))
     else {
-        println!("SKIPPED: chromium is not installed (apt-get install chromium)");
+        test_support::skip_or_fail(
+            "headless_chromium_renders_the_page",
+            "chromium is not installed (Debian package chromium)",
+        );
         return;
     };
     let hub = start_hub(1, false, |s| s.name = "browser-hub".into());

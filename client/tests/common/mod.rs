@@ -32,14 +32,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// True when root; otherwise prints why the test is skipped.
+/// True when root; otherwise the test skips, saying why (a failure under
+/// `VHUB_TEST_STRICT=1`: see the `test-support` crate).
 pub fn require_root(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root {
-        eprintln!("SKIP {test}: needs root (creates network namespaces and TAP devices)");
-    }
-    root
+    test_support::require_root(test, "creates network namespaces and TAP devices")
 }
 
 /// Fails the test (as root, CI installs everything) if a tool is missing.

@@ -13,8 +13,9 @@ use hub::server::{self, HubSettings, Server, Settings};
 
 /// Runs each test `fn NAME(backend: IoBackend)` named in the list on the
 /// epoll and the io_uring backend, as `epoll::NAME` and `uring::NAME`;
-/// the io_uring ones are skipped, saying why, where io_uring is blocked
-/// (containers' default seccomp profile). `IoBackend` must be in scope.
+/// where io_uring is blocked (containers' default seccomp profile) the
+/// io_uring ones skip, saying why — or fail under `VHUB_TEST_STRICT=1`
+/// (see the `test-support` crate). `IoBackend` must be in scope.
 #[allow(unused_macros)]
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
@@ -26,7 +27,13 @@ macro_rules! on_both_backends {
                 #[test]
                 fn $name() {
                     if let Err(e) = hub::net::uring::probe() {
-                        println!("SKIPPED: io_uring is not available here: {e}");
+                        test_support::skip_or_fail(
+                            concat!("uring::", stringify!($name)),
+                            &format!(
+                                "io_uring is not available here ({e}): a container's default \
+                                 seccomp profile blocks it; CI runs with it"
+                            ),
+                        );
                         return;
                     }
                     super::$name(super::IoBackend::Uring)
