@@ -129,11 +129,13 @@ trap cleanup EXIT
 trap "exit 1" INT TERM
 
 metrics() { curl -sf --max-time 5 "http://127.0.0.1:$MPORT/metrics"; }
-# Sessions on all virtual hubs (attached or detached).
-sessions() { metrics | awk '/^vhub_sessions\{/ { s += $2 } END { print s + 0 }'; }
+# Sessions on all virtual hubs (attached or detached); "?" when the
+# metrics cannot be read or have no vhub_sessions series (never 0: the
+# drain would take a failed read for an empty hub).
+sessions() { { metrics || true; } | awk '/^vhub_sessions\{/ { s += $2; n++ } END { if (n) print s; else print "?" }'; }
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$HUB_PID/status"; }
 # Bytes allocated and not freed (the allocators' caches not included).
-heap_kib() { metrics | awk '/^vhub_heap_in_use_bytes / { printf "%d\n", $2 / 1024 }'; }
+heap_kib() { { metrics || true; } | awk '/^vhub_heap_in_use_bytes / { printf "%d\n", $2 / 1024; n++ } END { if (!n) print "?" }'; }
 fds() { ls "/proc/$HUB_PID/fd" | wc -l; }
 
 for _ in $(seq 100); do
@@ -214,6 +216,16 @@ drain() {
     exit 1
 }
 
+# Fails (exit 2) unless every argument is a number: a reading that failed
+# ("?" or empty) must not pass for a value.
+numbers() {
+    local what=$1 v
+    shift
+    for v in "$@"; do
+        [[ "$v" =~ ^[0-9]+$ ]] || { echo "soak.sh: could not read the hub's $what ($*)" >&2; exit 2; }
+    done
+}
+
 # "rss_kib fds" once RSS has settled: the allocator hands freed memory
 # back over seconds, so read every 2 s until three readings in a row lie
 # within 1 MiB (at most 60 s), and give the last.
@@ -240,6 +252,7 @@ round "$WARMUP" 0
 drain
 echo baseline > "$OUT/phase"
 read -r RSS0 FD0 HEAP0 <<< "$(settle)"
+numbers "RSS, fds and heap at the baseline" "$RSS0" "$FD0" "$HEAP0"
 echo "baseline after warm-up: RSS $RSS0 KiB, fds $FD0, heap in use $HEAP0 KiB"
 
 # Rounds of the mix for $1 seconds.
@@ -266,10 +279,12 @@ load() {
 load $(( DURATION / 2 ))
 echo middle > "$OUT/phase"
 read -r RSSM FDM HEAPM <<< "$(settle)"
+numbers "RSS, fds and heap at the middle" "$RSSM" "$FDM" "$HEAPM"
 echo "middle (idle, after half the load): RSS $RSSM KiB, fds $FDM, heap in use $HEAPM KiB"
 load $(( DURATION - DURATION / 2 ))
 echo after > "$OUT/phase"
 read -r RSS1 FD1 HEAP1 <<< "$(settle)"
+numbers "RSS, fds and heap at the end" "$RSS1" "$FD1" "$HEAP1"
 kill "$SAMPLER_PID" 2>/dev/null || true
 wait "$SAMPLER_PID" 2>/dev/null || true
 SAMPLER_PID=""

@@ -38,21 +38,28 @@ impl Drop for Killed {
     }
 }
 
-/// One sample of the hub's metrics (0 if absent or unreachable).
-fn metric(port: u16, series: &str) -> f64 {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return 0.0;
+/// One sample of the hub's metrics: an error saying why when the scrape
+/// fails or the series is not in it, never a default of 0 (a bound on a
+/// difference of two failed reads would always hold).
+fn metric(port: u16, series: &str) -> Result<f64, String> {
+    let scrape = || -> std::io::Result<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", port))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+        let mut text = String::new();
+        s.read_to_string(&mut text)?;
+        Ok(text)
     };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    let mut text = String::new();
-    let _ = s.read_to_string(&mut text);
+    let text = scrape().map_err(|e| format!("scraping 127.0.0.1:{port}/metrics: {e}"))?;
     text.lines()
+        .filter(|l| !l.starts_with('#'))
         .find_map(|l| {
             let (k, v) = l.rsplit_once(' ')?;
-            (k == series).then(|| v.parse().ok())?
+            (k == series).then_some(v)
         })
-        .unwrap_or(0.0)
+        .ok_or_else(|| format!("no series {series} in the metrics:\n{text}"))?
+        .parse()
+        .map_err(|e| format!("{series}: {e}"))
 }
 
 fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
@@ -109,11 +116,11 @@ anonymous = true
     let heap = || metric(mport, "vhub_heap_in_use_bytes");
     let sessions = || metric(mport, "vhub_sessions{hub=\"DEFAULT\"}");
     assert!(
-        wait_until(Duration::from_secs(20), || heap() > 0.0),
+        wait_until(Duration::from_secs(20), || heap().is_ok_and(|h| h > 0.0)),
         "the hub did not start: {}",
         std::fs::read_to_string(dir.path().join("hub.log")).unwrap_or_default()
     );
-    let before = heap();
+    let before = heap().unwrap();
 
     let _bench = Killed(
         Command::new(env!("CARGO_BIN_EXE_vhub-bench"))
@@ -126,23 +133,24 @@ anonymous = true
             .expect("start vhub-bench"),
     );
     assert!(
-        wait_until(Duration::from_secs(30), || sessions() == SESSIONS as f64),
-        "{} of {SESSIONS} sessions connected",
+        wait_until(Duration::from_secs(30), || sessions()
+            .is_ok_and(|n| n == SESSIONS as f64)),
+        "{:?} of {SESSIONS} sessions connected",
         sessions()
     );
     // Three keep-alive intervals: every session has pinged since its
     // first frame (each announces its MAC), so whatever an idle session
     // gives back has been given back.
     std::thread::sleep(Duration::from_millis(3500));
-    let during = heap();
-    assert_eq!(sessions(), SESSIONS as f64, "sessions held");
+    let during = heap().unwrap();
+    assert_eq!(sessions().unwrap(), SESSIONS as f64, "sessions held");
     let per_session = (during - before) / SESSIONS as f64;
     eprintln!(
         "RESULT idle sessions: heap in use {:.1} MiB before, {:.1} MiB with {SESSIONS} idle sessions: {:.1} KiB per session (OpenSSL's part: {:.1} MiB in all)",
         before / 1048576.0,
         during / 1048576.0,
         per_session / 1024.0,
-        metric(mport, "vhub_heap_in_use_libc_bytes") / 1048576.0
+        metric(mport, "vhub_heap_in_use_libc_bytes").unwrap() / 1048576.0
     );
     assert!(
         per_session <= BOUND_PER_SESSION,

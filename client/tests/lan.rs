@@ -220,8 +220,8 @@ fn vnic_cuts_super_frames_for_a_hub_without_offload() {
         .unwrap_or(0.0);
     // The status file is written once a second.
     std::thread::sleep(Duration::from_millis(1200));
-    let cut = lan.va().counter("segments_cut");
-    let tx = lan.va().counter("tx_frames");
+    let cut = lan.va().counter("segments_cut").unwrap();
+    let tx = lan.va().counter("tx_frames").unwrap();
     eprintln!(
         "RESULT no offload at the hub: iperf3 a->b {:.0} Mbit/s, {received} bytes; vnic a cut {cut} frames from super frames ({tx} frames sent)",
         bps / 1e6
@@ -236,8 +236,8 @@ fn vnic_cuts_super_frames_for_a_hub_without_offload() {
     // Nothing refused or dropped on the way, and the session held (a super
     // frame sent uncut would end it: larger than the session allows).
     for key in ["bad_offload", "oversize", "tail_drops", "reconnects"] {
-        assert_eq!(lan.va().counter(key), 0, "{key} of vnic a");
+        assert_eq!(lan.va().counter(key).unwrap(), 0, "{key} of vnic a");
     }
     // The hub had nothing to cut: every frame arrived plain.
-    assert_eq!(lan.hub.metric("vhub_gso_segments_total"), 0.0);
+    assert_eq!(lan.hub.metric("vhub_gso_segments_total").unwrap(), 0.0);
 }

@@ -139,7 +139,8 @@ fn a_wrong_password_is_tried_exactly_once() {
     // Give a stray second attempt time to show up, then count.
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(
-        hub.metric("vhub_handshakes_total{result=\"auth_failed\"}"),
+        hub.metric("vhub_handshakes_total{result=\"auth_failed\"}")
+            .unwrap(),
         1.0,
         "the hub saw more than one attempt:\n{}",
         hub.log()

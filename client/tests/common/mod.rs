@@ -581,17 +581,59 @@ name = "OTHER"
     }
 
     /// One sample of the metrics, e.g. `vhub_resumes_total` or
-    /// `vhub_handshakes_total{result="auth_failed"}` (0 if absent).
-    pub fn metric(&self, name: &str) -> f64 {
-        let text = self.metrics().unwrap_or_default();
-        text.lines()
-            .filter(|l| !l.starts_with('#'))
-            .find_map(|l| {
-                let (k, v) = l.rsplit_once(' ')?;
-                (k == name).then(|| v.parse().ok())?
-            })
-            .unwrap_or(0.0)
+    /// `vhub_handshakes_total{result="auth_failed"}`: an error when the
+    /// scrape fails or the series is not in it, never a default of 0 (a
+    /// check that something is 0 must be able to fail on a failed read).
+    pub fn metric(&self, series: &str) -> Result<f64, ReadError> {
+        let text = self.metrics().ok_or_else(|| {
+            ReadError(format!(
+                "no metrics from vhub at 127.0.0.1:{} (reading {series}); its log:\n{}",
+                self.metrics_port,
+                self.log()
+            ))
+        })?;
+        metric_in(&text, series)
     }
+}
+
+/// The value of `series` (name and labels exactly as exported) in a
+/// Prometheus text exposition.
+pub fn metric_in(text: &str, series: &str) -> Result<f64, ReadError> {
+    let line = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            (k == series).then_some(v)
+        })
+        .ok_or_else(|| ReadError(format!("no series {series} in the metrics:\n{text}")))?;
+    line.parse()
+        .map_err(|e| ReadError(format!("{series} has the value {line:?}: {e}")))
+}
+
+/// A metric or a status counter that could not be read: the message says
+/// which and why. `Debug` is the message, so `.unwrap()` reads well.
+pub struct ReadError(pub String);
+
+impl std::fmt::Debug for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A counter of a vnic status (JSON) value: an error when it is missing or
+/// not a number, never a default of 0.
+pub fn status_counter(status: &serde_json::Value, key: &str) -> Result<u64, ReadError> {
+    status
+        .get(key)
+        .and_then(serde_json::Value::as_u64)
+        .ok_or_else(|| ReadError(format!("no counter {key:?} in the vnic status: {status:#}")))
 }
 
 // ---------------------------------------------------------------------------
@@ -672,14 +714,33 @@ impl Vnic {
 
     /// The status file as JSON (None until the first write).
     pub fn status(&self) -> Option<serde_json::Value> {
-        let text = std::fs::read(&self.status_file).ok()?;
-        serde_json::from_slice(&text).ok()
+        self.read_status().ok()
     }
 
-    pub fn counter(&self, key: &str) -> u64 {
-        self.status()
-            .and_then(|s| s.get(key).and_then(|v| v.as_u64()))
-            .unwrap_or(0)
+    /// The status file as JSON, or why it could not be read.
+    pub fn read_status(&self) -> Result<serde_json::Value, ReadError> {
+        let text = std::fs::read(&self.status_file).map_err(|e| {
+            ReadError(format!(
+                "{}: cannot read its status file {}: {e}",
+                self.proc.label,
+                self.status_file.display()
+            ))
+        })?;
+        serde_json::from_slice(&text).map_err(|e| {
+            ReadError(format!(
+                "{}: status file {} is not JSON ({e}): {:?}",
+                self.proc.label,
+                self.status_file.display(),
+                String::from_utf8_lossy(&text)
+            ))
+        })
+    }
+
+    /// One counter of the status file (`resumes`, `tail_drops`, …): an
+    /// error when the file cannot be read or has no such counter, never a
+    /// default of 0.
+    pub fn counter(&self, key: &str) -> Result<u64, ReadError> {
+        status_counter(&self.read_status()?, key)
     }
 
     pub fn state(&self) -> String {
