@@ -28,6 +28,7 @@ declare -A SECONDS_FOR=(
   [http_response]=20
   [session_input]=20
   [relay_url]=20
+  [relay_reply]=20
   [offload_cut]=20
 )
 scale=${FUZZ_SCALE:-1}

@@ -23,6 +23,8 @@
 //!   extra arguments say otherwise, since vnic runs unattended.
 
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 mod socks4a;
 mod socks5;
