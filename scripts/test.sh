@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command of the README and of CI. Runs every test of the workspace
 # (privileged tests need root: they create their own network namespaces),
-# then the legacy-cipher build's TLS tests.
+# then the legacy-cipher build's tests.
 #
 # A test that cannot run here (not root, io_uring blocked, a relay server
 # or Chromium missing) skips, saying why; with VHUB_TEST_STRICT=1 (.ci/run
@@ -32,5 +32,9 @@ trap summary EXIT
 # --no-fail-fast: one failing test binary does not hide the others' results.
 cargo test --workspace --locked --no-fail-fast "$@"
 # RC4-SHA/RC4-MD5 exist only in a build with the legacy-ciphers feature
-# (vendored OpenSSL with weak-crypto + legacy). Test that build too.
+# (vendored OpenSSL with weak-crypto + legacy). Test that build too: the
+# certs crate's TLS tests, and the real vhub and vnic binaries negotiating
+# the legacy suites (client/tests/legacy_ciphers.rs; it builds vhub with
+# the feature first). Both share one build of the legacy OpenSSL.
 cargo test -p certs --features legacy-ciphers --locked "$@"
+cargo test -p client --features legacy-ciphers --locked --test legacy_ciphers "$@"

@@ -388,6 +388,8 @@ pub struct Hub {
     pub proc: Option<Proc>,
     config: PathBuf,
     starts: u32,
+    /// More arguments for `vhub` after `--config FILE` (e.g. `--ciphers`).
+    args: Vec<String>,
 }
 
 impl Hub {
@@ -409,6 +411,36 @@ impl Hub {
     /// As [`Hub::start_with`], with `extra_config` appended to the config
     /// (e.g. a `[tls]` table) and `extra_users` to the users file.
     pub fn start_custom(
+        dir: &Path,
+        cert_dir: &Path,
+        port: u16,
+        session_extra: &str,
+        extra_config: &str,
+        extra_users: &str,
+    ) -> Hub {
+        let mut h = Self::prepare(
+            dir,
+            cert_dir,
+            port,
+            session_extra,
+            extra_config,
+            extra_users,
+        );
+        h.launch();
+        h
+    }
+
+    /// As [`Hub::start`], with `args` after `--config FILE` on vhub's
+    /// command line (every start and restart).
+    pub fn start_with_args(dir: &Path, cert_dir: &Path, args: &[&str]) -> Hub {
+        let mut h = Self::prepare(dir, cert_dir, free_port(), "", "", "");
+        h.args = args.iter().map(|a| (*a).to_owned()).collect();
+        h.launch();
+        h
+    }
+
+    /// Writes the config and the users; does not start the hub.
+    fn prepare(
         dir: &Path,
         cert_dir: &Path,
         port: u16,
@@ -477,7 +509,7 @@ name = "OTHER"
                 .expect("the users file vhub user add wrote");
             f.write_all(extra_users.as_bytes()).unwrap();
         }
-        let mut h = Hub {
+        Hub {
             dir: dir.to_owned(),
             port,
             metrics_port,
@@ -485,9 +517,8 @@ name = "OTHER"
             proc: None,
             config,
             starts: 0,
-        };
-        h.launch();
-        h
+            args: Vec::new(),
+        }
     }
 
     fn launch(&mut self) {
@@ -499,6 +530,7 @@ name = "OTHER"
         let child = Command::new(vhub_bin())
             .arg("--config")
             .arg(&self.config)
+            .args(&self.args)
             .env("VHUB_LOG", "info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
