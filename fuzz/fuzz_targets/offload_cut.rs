@@ -65,7 +65,11 @@ fuzz_target!(|data: &[u8]| {
     let k = match r {
         Ok(k) => k,
         Err(_) => {
-            assert!(out.is_empty(), "an error after {} frames were emitted", out.len());
+            assert!(
+                out.is_empty(),
+                "an error after {} frames were emitted",
+                out.len()
+            );
             return;
         }
     };
@@ -103,7 +107,10 @@ fuzz_target!(|data: &[u8]| {
     }
 
     // A cut super frame.
-    assert!(gso == GSO_TCPV4 || gso == GSO_TCPV6, "Ok for gso_type {gso:#x}");
+    assert!(
+        gso == GSO_TCPV4 || gso == GSO_TCPV6,
+        "Ok for gso_type {gso:#x}"
+    );
     let v6 = gso == GSO_TCPV6;
     let ip = ip_start(frame);
     let tcp = usize::from(hdr.csum_start);
@@ -114,14 +121,30 @@ fuzz_target!(|data: &[u8]| {
     let mut joined = Vec::with_capacity(payload.len());
     let seq0 = be32(frame, tcp + 4);
     for (i, seg) in out.iter().enumerate() {
-        assert!(seg.len() <= max, "segment of {} > the receiver's {max}", seg.len());
+        assert!(
+            seg.len() <= max,
+            "segment of {} > the receiver's {max}",
+            seg.len()
+        );
         assert!(seg.len() >= headers, "segment {i} shorter than the headers");
         let piece = &seg[headers..];
-        assert!(piece.len() <= mss, "segment {i} carries {} > gso_size {mss}", piece.len());
+        assert!(
+            piece.len() <= mss,
+            "segment {i} carries {} > gso_size {mss}",
+            piece.len()
+        );
         if i + 1 < k {
-            assert_eq!(piece.len(), mss, "segment {i} is not full but is not the last");
+            assert_eq!(
+                piece.len(),
+                mss,
+                "segment {i} is not full but is not the last"
+            );
         }
-        assert_eq!(seg[..ip], frame[..ip], "segment {i}: the Ethernet header changed");
+        assert_eq!(
+            seg[..ip],
+            frame[..ip],
+            "segment {i}: the Ethernet header changed"
+        );
         assert_eq!(
             be32(seg, tcp + 4),
             seq0.wrapping_add(joined.len() as u32),
@@ -129,17 +152,36 @@ fuzz_target!(|data: &[u8]| {
         );
         // IP length and (IPv4) header checksum.
         let (addrs, l4_len) = if v6 {
-            assert_eq!(usize::from(be16(seg, ip + 4)), seg.len() - ip - 40, "IPv6 length");
+            assert_eq!(
+                usize::from(be16(seg, ip + 4)),
+                seg.len() - ip - 40,
+                "IPv6 length"
+            );
             (&seg[ip + 8..ip + 40], seg.len() - tcp)
         } else {
-            assert_eq!(usize::from(be16(seg, ip + 2)), seg.len() - ip, "IPv4 total length");
-            assert_eq!(ones_sum(&seg[ip..tcp], 0), 0xffff, "segment {i}: IPv4 header checksum");
+            assert_eq!(
+                usize::from(be16(seg, ip + 2)),
+                seg.len() - ip,
+                "IPv4 total length"
+            );
+            assert_eq!(
+                ones_sum(&seg[ip..tcp], 0),
+                0xffff,
+                "segment {i}: IPv4 header checksum"
+            );
             (&seg[ip + 12..ip + 20], seg.len() - tcp)
         };
         // TCP checksum over the pseudo-header and the segment.
         let pseudo = u32::from(ones_sum(addrs, 0)) + 6 + l4_len as u32;
-        assert_eq!(ones_sum(&seg[tcp..], pseudo), 0xffff, "segment {i}: TCP checksum");
+        assert_eq!(
+            ones_sum(&seg[tcp..], pseudo),
+            0xffff,
+            "segment {i}: TCP checksum"
+        );
         joined.extend_from_slice(piece);
     }
-    assert_eq!(joined, payload, "the payloads do not concatenate to the original");
+    assert_eq!(
+        joined, payload,
+        "the payloads do not concatenate to the original"
+    );
 });
