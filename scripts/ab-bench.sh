@@ -7,7 +7,7 @@
 #   scripts/ab-bench.sh OLD/vhub NEW/vhub [ROUNDS] [SECONDS]
 #
 # Prints one line per run (label, sessions, size, frames/s, Gbit/s, p99,
-# lost, hub CPU %) and writes them to $OUT/ab.tsv. Needs jq.
+# lost, hub CPU %, the hub's drops by reason) and writes them to $OUT/ab.tsv. Needs jq.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,11 +32,12 @@ trap cleanup EXIT
 
 # run LABEL BINARY SESSIONS SIZE
 run() {
-    local label=$1 bin=$2 n=$3 size=$4 port
+    local label=$1 bin=$2 n=$3 size=$4 port mport drops
     port=$(free_port)
+    mport=$(free_port)
     cat > "$OUT/hub.toml" <<EOF
 listen = "127.0.0.1:$port"
-metrics_listen = "off"
+metrics_listen = "127.0.0.1:$mport"
 admin_socket = "off"
 cert_dir = "$OUT/certs"
 shards = 2
@@ -56,15 +57,19 @@ EOF
     done
     "$BENCH" --hub "127.0.0.1:$port" -n "$n" --size "$size" --duration "$SECS" \
         --baseline false --hub-pid "$HUB_PID" --json > "$OUT/run.json"
+    # Where the hub dropped frames (reason=count, non-zero only).
+    drops=$(curl -sf --max-time 5 "http://127.0.0.1:$mport/metrics" |
+        awk -F'[{}"= ]+' '/^vhub_frames_dropped_total\{/ && $NF > 0 { printf "%s%s=%d", sep, $3, $NF; sep="," }')
     kill "$HUB_PID"; wait "$HUB_PID" 2>/dev/null || true; HUB_PID=""
     # One line: label n size frames/s Gbit/s p99_ms lost hub_cpu_%
     jq -r --arg l "$label" --arg n "$n" --arg s "$size" \
+        --arg d "${drops:--}" \
         '[$l, $n, $s, (.hub.frames_per_sec | floor), (.hub.gbit_per_sec * 100 | round / 100),
-          (.hub.latency_us_p99 / 1000), .hub.lost, (.hub.hub_cpu_percent // 0 | round)] | @tsv' \
+          (.hub.latency_us_p99 / 1000), .hub.lost, (.hub.hub_cpu_percent // 0 | round), $d] | @tsv' \
         "$OUT/run.json" | tee -a "$OUT/ab.tsv"
 }
 
-printf "label\tsessions\tsize\tframes/s\tGbit/s\tp99_ms\tlost\thub_cpu_%%\n" | tee "$OUT/ab.tsv"
+printf "label\tsessions\tsize\tframes/s\tGbit/s\tp99_ms\tlost\thub_cpu_%%\tdrops\n" | tee "$OUT/ab.tsv"
 for c in $CASES; do
     n=${c%%:*}; size=${c##*:}
     for r in $(seq "$ROUNDS"); do
