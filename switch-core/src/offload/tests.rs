@@ -148,22 +148,29 @@ fn a_payload_of_exactly_n_segments_has_no_empty_tail() {
     check_cut(false, false, 1448 * 5, 1448);
 }
 
-#[test]
-fn completes_a_partial_checksum() {
-    // An ordinary TCP frame whose checksum the kernel left partial.
+/// An ordinary TCP frame (500 bytes of payload, returned too) whose
+/// checksum the kernel left partial: the field holds the folded
+/// pseudo-header sum, as Linux leaves it.
+fn partial_checksum_frame() -> (Vec<u8>, Vec<u8>) {
     let data = payload(500);
     let mut rec = super_frame(false, false, &data, 1448, false);
     let mut h = VnetHdr::parse(&rec).unwrap();
     h.gso_type = GSO_NONE;
     h.gso_size = 0;
     rec[..VNET_HDR_LEN].copy_from_slice(&h.to_bytes());
-    // The field must hold the folded pseudo-header sum, as Linux leaves it.
     let tcp = VNET_HDR_LEN + 34;
     let pseudo = fold(sum_words(
         &rec[VNET_HDR_LEN + 26..VNET_HDR_LEN + 34],
         6 + (rec.len() - tcp) as u64,
     ));
     rec[tcp + 16..tcp + 18].copy_from_slice(&pseudo.to_be_bytes());
+    (data, rec)
+}
+
+#[test]
+fn completes_a_partial_checksum() {
+    // An ordinary TCP frame whose checksum the kernel left partial.
+    let (data, rec) = partial_checksum_frame();
     let segs = segments(&rec, 1518).unwrap();
     assert_eq!(segs.len(), 1);
     let (_, pl, ..) = check_segment(&segs[0]);
@@ -354,18 +361,7 @@ fn convert_cuts_a_super_frame_for_a_plain_receiver() {
 fn convert_completes_a_partial_checksum_for_a_plain_receiver() {
     // One TCP frame the kernel left with a partial checksum: not a super
     // frame, yet not plain either, so it is rewritten (cut into one).
-    let data = payload(500);
-    let mut rec = super_frame(false, false, &data, 1448, false);
-    let mut h = VnetHdr::parse(&rec).unwrap();
-    h.gso_type = GSO_NONE;
-    h.gso_size = 0;
-    rec[..VNET_HDR_LEN].copy_from_slice(&h.to_bytes());
-    let tcp = VNET_HDR_LEN + 34;
-    let pseudo = fold(sum_words(
-        &rec[VNET_HDR_LEN + 26..VNET_HDR_LEN + 34],
-        6 + (rec.len() - tcp) as u64,
-    ));
-    rec[tcp + 16..tcp + 18].copy_from_slice(&pseudo.to_be_bytes());
+    let (data, rec) = partial_checksum_frame();
     let (c, out) = converted(&rec, Form::Vnet, Form::Plain, 1518, &mut Vec::new()).unwrap();
     assert_eq!(
         c,
