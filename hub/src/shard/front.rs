@@ -122,20 +122,34 @@ impl<B: Backend> Shard<B> {
         peer: SocketAddr,
         timed_out: &Cell<bool>,
     ) -> Option<(TlsConn, UpgradeRequest)> {
+        let (tls, buf) = self.tls_handshake(stream, peer, timed_out).await?;
+        self.read_request(stream, peer, timed_out, tls, buf).await
+    }
+
+    /// Counts a connection that ended before its request: as a timeout
+    /// when the deadline cut it, else as `h`.
+    fn ended(&self, peer: SocketAddr, timed_out: &Cell<bool>, h: Handshake) {
+        if timed_out.get() {
+            self.sb.metrics.handshake(Handshake::Timeout);
+            self.limit_reached(
+                Limit::HandshakeTimeout,
+                peer,
+                "handshake not finished in time; connection closed",
+            );
+        } else {
+            self.sb.metrics.handshake(h);
+        }
+    }
+
+    /// The TLS handshake, after telling a plain-HTTP client to use https.
+    /// Returns the connection and the (empty) read buffer.
+    async fn tls_handshake(
+        &self,
+        stream: &B::Stream,
+        peer: SocketAddr,
+        timed_out: &Cell<bool>,
+    ) -> Option<(TlsConn, Vec<u8>)> {
         let metrics = &self.sb.metrics;
-        // The connection ended before a request: by the deadline or not.
-        let ended = |h| {
-            if timed_out.get() {
-                metrics.handshake(Handshake::Timeout);
-                self.limit_reached(
-                    Limit::HandshakeTimeout,
-                    peer,
-                    "handshake not finished in time; connection closed",
-                );
-            } else {
-                metrics.handshake(h);
-            }
-        };
         let mut tls = match TlsConn::server(&self.ctx.tls) {
             Ok(t) => t,
             Err(e) => {
@@ -149,7 +163,7 @@ impl<B: Backend> Shard<B> {
         // browser or curl given http://) is told so in plain text, as nginx
         // does, instead of a silent close; a ClientHello starts with 0x16.
         if !read_some(stream, &mut buf).await {
-            ended(Handshake::TlsFailed);
+            self.ended(peer, timed_out, Handshake::TlsFailed);
             return None;
         }
         if looks_like_plain_http(&buf) {
@@ -161,7 +175,6 @@ impl<B: Backend> Shard<B> {
         }
         tls.feed(&buf);
         buf.clear();
-        // TLS handshake.
         loop {
             let r = tls.handshake();
             if tls.wants_write() {
@@ -170,12 +183,12 @@ impl<B: Backend> Shard<B> {
                 out = b;
                 out.clear();
                 if res.is_err() {
-                    ended(Handshake::TlsFailed);
+                    self.ended(peer, timed_out, Handshake::TlsFailed);
                     return None;
                 }
             }
             match r {
-                Ok(true) => break,
+                Ok(true) => return Some((tls, buf)),
                 Ok(false) => {}
                 Err(e) => {
                     debug!(%peer, "TLS handshake failed: {e}");
@@ -185,11 +198,23 @@ impl<B: Backend> Shard<B> {
                 }
             }
             if !read_into(stream, &mut tls, &mut buf).await {
-                ended(Handshake::TlsFailed);
+                self.ended(peer, timed_out, Handshake::TlsFailed);
                 return None;
             }
         }
-        // HTTP request head.
+    }
+
+    /// Reads the HTTP request head; answers a page or an error itself and
+    /// returns an upgrade request.
+    async fn read_request(
+        &self,
+        stream: &B::Stream,
+        peer: SocketAddr,
+        timed_out: &Cell<bool>,
+        mut tls: TlsConn,
+        mut buf: Vec<u8>,
+    ) -> Option<(TlsConn, UpgradeRequest)> {
+        let metrics = &self.sb.metrics;
         let max_head = self.ctx.settings.max_header_bytes;
         let mut plain = Vec::new();
         loop {
@@ -199,32 +224,19 @@ impl<B: Backend> Shard<B> {
                 stream.shutdown();
                 return None;
             }
-            match http::parse_request(&plain, max_head) {
-                Ok(Some((req, _))) => {
-                    return match req {
-                        FrontRequest::Upgrade(u) => Some((tls, u)),
-                        FrontRequest::Index(m) => {
-                            metrics.handshake(Handshake::Page);
-                            let mut resp = Vec::new();
-                            http::emit_ok(&mut resp, m, "text/html; charset=utf-8", &self.ctx.page);
-                            self.respond_and_close(stream, &mut tls, &resp).await;
-                            None
-                        }
-                        FrontRequest::CaCert(m) => {
-                            metrics.handshake(Handshake::Page);
-                            let mut resp = Vec::new();
-                            http::emit_ok(
-                                &mut resp,
-                                m,
-                                "application/x-x509-ca-cert",
-                                &self.ctx.cert_pem,
-                            );
-                            self.respond_and_close(stream, &mut tls, &resp).await;
-                            None
-                        }
-                    };
+            let resp = match http::parse_request(&plain, max_head) {
+                Ok(Some((FrontRequest::Upgrade(u), _))) => return Some((tls, u)),
+                Ok(Some((page, _))) => {
+                    metrics.handshake(Handshake::Page);
+                    self.page(page)
                 }
-                Ok(None) => {}
+                Ok(None) => {
+                    if !read_into(stream, &mut tls, &mut buf).await {
+                        self.ended(peer, timed_out, Handshake::HttpError);
+                        return None;
+                    }
+                    continue;
+                }
                 Err(e) => {
                     debug!(%peer, "refused request: {e}");
                     if let http::HttpError::HeadTooLarge(_) = e {
@@ -236,15 +248,31 @@ impl<B: Backend> Shard<B> {
                     });
                     let mut resp = Vec::new();
                     http::emit_http_error(&mut resp, &e);
-                    self.respond_and_close(stream, &mut tls, &resp).await;
-                    return None;
+                    resp
                 }
-            }
-            if !read_into(stream, &mut tls, &mut buf).await {
-                ended(Handshake::HttpError);
-                return None;
-            }
+            };
+            self.respond_and_close(stream, &mut tls, &resp).await;
+            return None;
         }
+    }
+
+    /// The answer to a request for a page: the HTML page or the CA
+    /// certificate.
+    fn page(&self, req: FrontRequest) -> Vec<u8> {
+        let mut resp = Vec::new();
+        match req {
+            FrontRequest::Index(m) => {
+                http::emit_ok(&mut resp, m, "text/html; charset=utf-8", &self.ctx.page)
+            }
+            FrontRequest::CaCert(m) => http::emit_ok(
+                &mut resp,
+                m,
+                "application/x-x509-ca-cert",
+                &self.ctx.cert_pem,
+            ),
+            FrontRequest::Upgrade(_) => unreachable!("an upgrade is not a page"),
+        }
+        resp
     }
 }
 
