@@ -188,231 +188,38 @@ impl Settings {
         Self::resolve_with(args, file, |k| std::env::var_os(k), uid())
     }
 
+    /// Merges `args` over `file` over the defaults, one setting at a time
+    /// in a fixed order (the order the problems are reported in). `env`
+    /// and `uid` are parameters so that tests choose them.
     pub fn resolve_with(
         args: &ConnectArgs,
         file: FileConfig,
         env: impl Fn(&str) -> Option<OsString>,
         uid: u32,
     ) -> Result<Settings, Vec<String>> {
-        let mut problems = Vec::new();
-        let mut check = |r: Result<(), String>| {
-            if let Err(e) = r {
-                problems.push(e);
-            }
+        let mut m = Merge {
+            args,
+            file,
+            problems: Vec::new(),
         };
-
-        let url = match args.url.clone().or(file.url) {
-            Some(u) => u.parse::<HubUrl>().map_err(|e| check(Err(e))).ok(),
-            None => {
-                check(Err(
-                    "no hub given: vnic connect https://HOST:PORT/HUB (or url = \"…\" in the config file)"
-                        .into(),
-                ));
-                None
-            }
-        };
-
-        let user = args.user.clone().or(file.user);
-        let password_file = args.password_file.clone().or(file.password_file);
-        let client_cert = match (
-            args.cert.clone().or(file.cert),
-            args.key.clone().or(file.key),
-        ) {
-            (Some(c), Some(k)) => Some((c, k)),
-            (None, None) => None,
-            _ => {
-                check(Err("--cert and --key go together".into()));
-                None
-            }
-        };
-        let credentials = match (user, password_file) {
-            (Some(user), Some(pf)) => match read_password(&pf) {
-                Ok(password) => Some(Credentials { user, password }),
-                Err(e) => {
-                    check(Err(e));
-                    None
-                }
-            },
-            // A certificate login naming its user: no password.
-            (Some(user), None) if client_cert.is_some() => Some(Credentials {
-                user,
-                password: String::new(),
-            }),
-            (Some(user), None) => {
-                check(Err(format!(
-                    "--user {user} needs --password-file FILE (the password never goes on the command line)"
-                )));
-                None
-            }
-            (None, Some(_)) => {
-                check(Err("--password-file without --user".into()));
-                None
-            }
-            (None, None) => None,
-        };
-
-        let tap = args
-            .tap
-            .clone()
-            .or(file.tap)
-            .unwrap_or_else(|| DEFAULT_TAP.to_owned());
-        if tap.is_empty() || tap.len() > 15 || tap.contains(['/', ' ']) {
-            check(Err(format!(
-                "TAP name {tap:?}: 1-15 characters, no '/' or spaces"
-            )));
-        }
-
-        let ip = match args.ip.clone().or(file.ip) {
-            Some(s) => s.parse::<Ipv4Cidr>().map_err(|e| check(Err(e))).ok(),
-            None => None,
-        };
-
-        // Trust: exactly one of CA, pin, insecure; TOFU otherwise.
-        let ca = args.ca.clone().or(file.ca);
-        let pin = args.pin.clone().or(file.pin);
-        let insecure = args.insecure || file.insecure.unwrap_or(false);
-        let chosen = [ca.is_some(), pin.is_some(), insecure]
-            .iter()
-            .filter(|b| **b)
-            .count();
-        if chosen > 1 {
-            check(Err(
-                "choose one way to trust the hub: --ca, --pin or --insecure".into(),
-            ));
-        }
-        let trust = if let Some(ca) = ca {
-            Trust::Ca(ca)
-        } else if let Some(p) = pin {
-            match p.parse() {
-                Ok(fp) => Trust::Pin(fp),
-                Err(e) => {
-                    check(Err(format!("--pin: {e}")));
-                    Trust::Insecure
-                }
-            }
-        } else if insecure {
-            Trust::Insecure
-        } else {
-            Trust::Tofu(
-                args.known_hubs
-                    .clone()
-                    .or(file.known_hubs)
-                    .unwrap_or_else(|| default_known_hubs(&env)),
-            )
-        };
-
-        let mut tls = TlsOptions {
-            allow_legacy: args.allow_legacy_ciphers || file.allow_legacy_ciphers.unwrap_or(false),
-            ..TlsOptions::default()
-        };
-        if let Some(c) = args.ciphers.clone().or(file.ciphers) {
-            match c.parse::<CipherSpec>() {
-                Ok(spec) => tls.ciphers = spec,
-                Err(e) => check(Err(format!("--ciphers: {e}"))),
-            }
-        }
-
-        let mut relay = match args.proxy.clone().or(file.proxy) {
-            Some(p) if !p.is_empty() => p
-                .parse::<Relay>()
-                .map_err(|e| check(Err(format!("--proxy: {e}"))))
-                .unwrap_or(Relay::Direct),
-            _ => Relay::Direct,
-        };
-        let ssh_options = if args.ssh_options.is_empty() {
-            file.ssh_options.unwrap_or_default()
-        } else {
-            args.ssh_options.clone()
-        };
-        if !ssh_options.is_empty() {
-            match &mut relay {
-                Relay::Ssh { extra_args, .. } => {
-                    for o in ssh_options {
-                        if o.starts_with('-') || !o.contains('=') {
-                            check(Err(format!(
-                                "--ssh-option {o:?}: write it as KEY=VALUE (what follows ssh -o)"
-                            )));
-                        }
-                        extra_args.push("-o".into());
-                        extra_args.push(o);
-                    }
-                }
-                _ => check(Err("--ssh-option needs an ssh:// relay (--proxy)".into())),
-            }
-        }
-
-        let keepalive = args
-            .keepalive
-            .or(file.keepalive)
-            .unwrap_or(DEFAULT_KEEPALIVE);
-        let timeout = args.timeout.or(file.timeout).unwrap_or(DEFAULT_TIMEOUT);
-        if keepalive < Duration::from_millis(100) {
-            check(Err("--keepalive must be at least 100ms".into()));
-        }
-        if timeout <= keepalive {
-            check(Err(format!(
-                "--timeout ({}) must be longer than --keepalive ({})",
-                crate::units::fmt_duration(timeout),
-                crate::units::fmt_duration(keepalive)
-            )));
-        }
-        let connect_timeout = args
-            .connect_timeout
-            .or(file.connect_timeout)
-            .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
-        if connect_timeout < Duration::from_millis(100) {
-            check(Err("--connect-timeout must be at least 100ms".into()));
-        }
-        let max_backoff = args
-            .max_backoff
-            .or(file.max_backoff)
-            .unwrap_or(DEFAULT_MAX_BACKOFF);
-        if max_backoff.is_zero() {
-            check(Err("--max-backoff must be more than 0s".into()));
-        }
-        let max_retries = match (&args.max_retries, file.max_retries) {
-            (Some(s), _) => parse_max_retries(s)
-                .map_err(|e| check(Err(e)))
-                .unwrap_or(None),
-            (None, Some(MaxRetries::Count(n))) => Some(n),
-            (None, Some(MaxRetries::Text(s))) => parse_max_retries(&s)
-                .map_err(|e| check(Err(e)))
-                .unwrap_or(None),
-            (None, None) => None,
-        };
-
-        let icmp = match args.icmp_keepalive.clone().or(file.icmp_keepalive) {
-            Some(h) => match h.parse::<Ipv4Addr>() {
-                Ok(target) => Some(IcmpSettings {
-                    target,
-                    interval: args
-                        .icmp_interval
-                        .or(file.icmp_interval)
-                        .unwrap_or(DEFAULT_ICMP_INTERVAL),
-                }),
-                Err(_) => {
-                    check(Err(format!(
-                        "--icmp-keepalive {h:?}: an IPv4 address on the virtual LAN"
-                    )));
-                    None
-                }
-            },
-            None => None,
-        };
-        if let Some(i) = &icmp {
-            if i.interval < Duration::from_millis(100) {
-                check(Err("--icmp-interval must be at least 100ms".into()));
-            }
-        }
-
-        let status_file = args
-            .status_file
-            .clone()
-            .or(file.status_file)
-            .unwrap_or_else(|| default_status_dir(&env, uid).join(format!("{tap}.json")));
+        let url = m.url();
+        let client_cert = m.client_cert();
+        let credentials = m.credentials(client_cert.is_some());
+        let tap = m.tap();
+        let ip = m.ip();
+        let trust = m.trust(&env);
+        let tls = m.tls();
+        let relay = m.relay();
+        let (keepalive, timeout) = m.keepalive_and_timeout();
+        let connect_timeout = m.connect_timeout();
+        let max_backoff = m.max_backoff();
+        let max_retries = m.max_retries();
+        let icmp = m.icmp();
+        let status_file = m.status_file(&tap, &env, uid);
+        let offload = !args.no_offload && m.file.offload.unwrap_or(true);
 
         match url {
-            Some(url) if problems.is_empty() => Ok(Settings {
+            Some(url) if m.problems.is_empty() => Ok(Settings {
                 url,
                 credentials,
                 client_cert,
@@ -428,10 +235,319 @@ impl Settings {
                 max_retries,
                 icmp,
                 status_file,
-                offload: !args.no_offload && file.offload.unwrap_or(true),
+                offload,
             }),
-            _ => Err(problems),
+            _ => Err(m.problems),
         }
+    }
+}
+
+/// One merge in progress: the flags, what is left of the file, and every
+/// problem found so far. Each step takes its fields out of `file` (the
+/// file is used once) and records a problem instead of returning early,
+/// so that one run reports them all.
+struct Merge<'a> {
+    args: &'a ConnectArgs,
+    file: FileConfig,
+    problems: Vec<String>,
+}
+
+impl Merge<'_> {
+    fn problem(&mut self, e: String) {
+        self.problems.push(e);
+    }
+
+    /// The hub's URL; the only setting with no default.
+    fn url(&mut self) -> Option<HubUrl> {
+        match self.args.url.clone().or(self.file.url.take()) {
+            Some(u) => u.parse::<HubUrl>().map_err(|e| self.problem(e)).ok(),
+            None => {
+                self.problem(
+                    "no hub given: vnic connect https://HOST:PORT/HUB (or url = \"…\" in the config file)"
+                        .into(),
+                );
+                None
+            }
+        }
+    }
+
+    /// A client certificate and its key: both or neither.
+    fn client_cert(&mut self) -> Option<(PathBuf, PathBuf)> {
+        match (
+            self.args.cert.clone().or(self.file.cert.take()),
+            self.args.key.clone().or(self.file.key.take()),
+        ) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => {
+                self.problem("--cert and --key go together".into());
+                None
+            }
+        }
+    }
+
+    /// The user and the password, read now from its file (or standard
+    /// input) so that a missing file is reported with the other problems.
+    /// With a client certificate, a user needs no password.
+    fn credentials(&mut self, has_cert: bool) -> Option<Credentials> {
+        let user = self.args.user.clone().or(self.file.user.take());
+        let password_file = self
+            .args
+            .password_file
+            .clone()
+            .or(self.file.password_file.take());
+        match (user, password_file) {
+            (Some(user), Some(pf)) => match read_password(&pf) {
+                Ok(password) => Some(Credentials { user, password }),
+                Err(e) => {
+                    self.problem(e);
+                    None
+                }
+            },
+            // A certificate login naming its user: no password.
+            (Some(user), None) if has_cert => Some(Credentials {
+                user,
+                password: String::new(),
+            }),
+            (Some(user), None) => {
+                self.problem(format!(
+                    "--user {user} needs --password-file FILE (the password never goes on the command line)"
+                ));
+                None
+            }
+            (None, Some(_)) => {
+                self.problem("--password-file without --user".into());
+                None
+            }
+            (None, None) => None,
+        }
+    }
+
+    /// The TAP's name, checked against what the kernel accepts
+    /// (IFNAMSIZ: 15 bytes and a NUL) before anything is created.
+    fn tap(&mut self) -> String {
+        let tap = self
+            .args
+            .tap
+            .clone()
+            .or(self.file.tap.take())
+            .unwrap_or_else(|| DEFAULT_TAP.to_owned());
+        if tap.is_empty() || tap.len() > 15 || tap.contains(['/', ' ']) {
+            self.problem(format!(
+                "TAP name {tap:?}: 1-15 characters, no '/' or spaces"
+            ));
+        }
+        tap
+    }
+
+    /// The address to give the TAP, if any.
+    fn ip(&mut self) -> Option<Ipv4Cidr> {
+        match self.args.ip.clone().or(self.file.ip.take()) {
+            Some(s) => s.parse::<Ipv4Cidr>().map_err(|e| self.problem(e)).ok(),
+            None => None,
+        }
+    }
+
+    /// Trust: exactly one of CA, pin, insecure; TOFU otherwise. A bad pin
+    /// is reported and stands in as `Insecure`, which is never used since
+    /// the merge then fails.
+    fn trust(&mut self, env: &impl Fn(&str) -> Option<OsString>) -> Trust {
+        let ca = self.args.ca.clone().or(self.file.ca.take());
+        let pin = self.args.pin.clone().or(self.file.pin.take());
+        let insecure = self.args.insecure || self.file.insecure.unwrap_or(false);
+        let chosen = [ca.is_some(), pin.is_some(), insecure]
+            .iter()
+            .filter(|b| **b)
+            .count();
+        if chosen > 1 {
+            self.problem("choose one way to trust the hub: --ca, --pin or --insecure".into());
+        }
+        if let Some(ca) = ca {
+            Trust::Ca(ca)
+        } else if let Some(p) = pin {
+            match p.parse() {
+                Ok(fp) => Trust::Pin(fp),
+                Err(e) => {
+                    self.problem(format!("--pin: {e}"));
+                    Trust::Insecure
+                }
+            }
+        } else if insecure {
+            Trust::Insecure
+        } else {
+            Trust::Tofu(
+                self.args
+                    .known_hubs
+                    .clone()
+                    .or(self.file.known_hubs.take())
+                    .unwrap_or_else(|| default_known_hubs(env)),
+            )
+        }
+    }
+
+    /// Cipher suites, and whether the legacy presets may be chosen.
+    fn tls(&mut self) -> TlsOptions {
+        let mut tls = TlsOptions {
+            allow_legacy: self.args.allow_legacy_ciphers
+                || self.file.allow_legacy_ciphers.unwrap_or(false),
+            ..TlsOptions::default()
+        };
+        if let Some(c) = self.args.ciphers.clone().or(self.file.ciphers.take()) {
+            match c.parse::<CipherSpec>() {
+                Ok(spec) => tls.ciphers = spec,
+                Err(e) => self.problem(format!("--ciphers: {e}")),
+            }
+        }
+        tls
+    }
+
+    /// The relay (`--proxy`; an empty one means direct), with the
+    /// `--ssh-option`s added to an ssh relay's command line. The flags'
+    /// ssh options replace the file's, they are not added to them.
+    fn relay(&mut self) -> Relay {
+        let mut relay = match self.args.proxy.clone().or(self.file.proxy.take()) {
+            Some(p) if !p.is_empty() => p
+                .parse::<Relay>()
+                .map_err(|e| self.problem(format!("--proxy: {e}")))
+                .unwrap_or(Relay::Direct),
+            _ => Relay::Direct,
+        };
+        let ssh_options = if self.args.ssh_options.is_empty() {
+            self.file.ssh_options.take().unwrap_or_default()
+        } else {
+            self.args.ssh_options.clone()
+        };
+        if !ssh_options.is_empty() {
+            match &mut relay {
+                Relay::Ssh { extra_args, .. } => {
+                    for o in ssh_options {
+                        if o.starts_with('-') || !o.contains('=') {
+                            self.problem(format!(
+                                "--ssh-option {o:?}: write it as KEY=VALUE (what follows ssh -o)"
+                            ));
+                        }
+                        extra_args.push("-o".into());
+                        extra_args.push(o);
+                    }
+                }
+                _ => self.problem("--ssh-option needs an ssh:// relay (--proxy)".into()),
+            }
+        }
+        relay
+    }
+
+    /// The keep-alive interval and the silence after which the link is
+    /// dead; the timeout must leave room for at least one keep-alive.
+    fn keepalive_and_timeout(&mut self) -> (Duration, Duration) {
+        let keepalive = self
+            .args
+            .keepalive
+            .or(self.file.keepalive)
+            .unwrap_or(DEFAULT_KEEPALIVE);
+        let timeout = self
+            .args
+            .timeout
+            .or(self.file.timeout)
+            .unwrap_or(DEFAULT_TIMEOUT);
+        if keepalive < Duration::from_millis(100) {
+            self.problem("--keepalive must be at least 100ms".into());
+        }
+        if timeout <= keepalive {
+            self.problem(format!(
+                "--timeout ({}) must be longer than --keepalive ({})",
+                crate::units::fmt_duration(timeout),
+                crate::units::fmt_duration(keepalive)
+            ));
+        }
+        (keepalive, timeout)
+    }
+
+    fn connect_timeout(&mut self) -> Duration {
+        let connect_timeout = self
+            .args
+            .connect_timeout
+            .or(self.file.connect_timeout)
+            .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        if connect_timeout < Duration::from_millis(100) {
+            self.problem("--connect-timeout must be at least 100ms".into());
+        }
+        connect_timeout
+    }
+
+    fn max_backoff(&mut self) -> Duration {
+        let max_backoff = self
+            .args
+            .max_backoff
+            .or(self.file.max_backoff)
+            .unwrap_or(DEFAULT_MAX_BACKOFF);
+        if max_backoff.is_zero() {
+            self.problem("--max-backoff must be more than 0s".into());
+        }
+        max_backoff
+    }
+
+    /// `None`: unlimited (also what a bad value stands in as, since the
+    /// merge then fails). The file may give a number or a word.
+    fn max_retries(&mut self) -> Option<u32> {
+        match (&self.args.max_retries, self.file.max_retries.take()) {
+            (Some(s), _) => parse_max_retries(s)
+                .map_err(|e| self.problems.push(e))
+                .unwrap_or(None),
+            (None, Some(MaxRetries::Count(n))) => Some(n),
+            (None, Some(MaxRetries::Text(s))) => parse_max_retries(&s)
+                .map_err(|e| self.problems.push(e))
+                .unwrap_or(None),
+            (None, None) => None,
+        }
+    }
+
+    /// The ICMP keep-alive: a target on the virtual LAN and an interval.
+    fn icmp(&mut self) -> Option<IcmpSettings> {
+        let icmp = match self
+            .args
+            .icmp_keepalive
+            .clone()
+            .or(self.file.icmp_keepalive.take())
+        {
+            Some(h) => match h.parse::<Ipv4Addr>() {
+                Ok(target) => Some(IcmpSettings {
+                    target,
+                    interval: self
+                        .args
+                        .icmp_interval
+                        .or(self.file.icmp_interval)
+                        .unwrap_or(DEFAULT_ICMP_INTERVAL),
+                }),
+                Err(_) => {
+                    self.problem(format!(
+                        "--icmp-keepalive {h:?}: an IPv4 address on the virtual LAN"
+                    ));
+                    None
+                }
+            },
+            None => None,
+        };
+        if let Some(i) = &icmp {
+            if i.interval < Duration::from_millis(100) {
+                self.problem("--icmp-interval must be at least 100ms".into());
+            }
+        }
+        icmp
+    }
+
+    /// Where `vnic status` finds this client: named after the TAP, so two
+    /// clients on one machine never share a file.
+    fn status_file(
+        &mut self,
+        tap: &str,
+        env: &impl Fn(&str) -> Option<OsString>,
+        uid: u32,
+    ) -> PathBuf {
+        self.args
+            .status_file
+            .clone()
+            .or(self.file.status_file.take())
+            .unwrap_or_else(|| default_status_dir(env, uid).join(format!("{tap}.json")))
     }
 }
 

@@ -104,80 +104,11 @@ impl Status {
         s
     }
 
-    /// A table for a person.
+    /// A table for a person: who and where, then the counters, then how
+    /// long it has run.
     pub fn table(&self, running: bool) -> String {
-        let mut rows: Vec<(&str, String)> = Vec::new();
-        let state = if running {
-            self.state.clone()
-        } else {
-            format!("{} (not running: pid {} is gone)", self.state, self.pid)
-        };
-        rows.push(("device", self.tap.clone()));
-        rows.push(("state", state));
-        rows.push(("", self.detail.clone()));
-        rows.push(("hub", self.hub.clone()));
-        rows.push(("relay", self.relay.clone()));
-        rows.push((
-            "session",
-            self.session.clone().unwrap_or_else(|| "-".into()),
-        ));
-        rows.push(("tls", self.tls.clone().unwrap_or_else(|| "-".into())));
-        rows.push((
-            "offload",
-            if self.offload {
-                "on (TSO super frames)".into()
-            } else if self.segments_cut > 0 {
-                format!(
-                    "off at the hub; {} frames cut here from super frames",
-                    self.segments_cut
-                )
-            } else {
-                "off".into()
-            },
-        ));
-        rows.push((
-            "rtt",
-            self.rtt_ms
-                .map(|r| format!("{r:.1} ms"))
-                .unwrap_or_else(|| "-".into()),
-        ));
-        rows.push((
-            "frames out",
-            format!("{} ({})", self.tx_frames, fmt_bytes(self.tx_bytes)),
-        ));
-        rows.push((
-            "frames in",
-            format!("{} ({})", self.rx_frames, fmt_bytes(self.rx_bytes)),
-        ));
-        rows.push(("re-sent", self.resent.to_string()));
-        rows.push((
-            "lost",
-            format!(
-                "{} (on resume {}, gaps from the hub {}; unconfirmed {})",
-                self.lost(),
-                self.lost_on_resume,
-                self.rx_gaps,
-                self.unconfirmed
-            ),
-        ));
-        rows.push((
-            "tail drops",
-            format!(
-                "{} (evicted {}, too large {}, not taken by the TAP {}, bad offload {})",
-                self.tail_drops,
-                self.evicted,
-                self.oversize,
-                self.tap_write_errors,
-                self.bad_offload
-            ),
-        ));
-        rows.push((
-            "reconnects",
-            format!(
-                "{} (resumed {}, new sessions {}, keep-alive timeouts {})",
-                self.reconnects, self.resumes, self.new_sessions, self.link_deaths
-            ),
-        ));
+        let mut rows = self.connection_rows(running);
+        rows.extend(self.traffic_rows());
         if let Some(i) = &self.icmp {
             rows.push((
                 "icmp keep-alive",
@@ -187,27 +118,111 @@ impl Status {
                 ),
             ));
         }
-        rows.push((
-            "uptime",
-            format!(
-                "{}{}",
-                fmt_duration(Duration::from_secs(self.uptime_s)),
-                self.connected_for_s
-                    .map(|c| format!(
-                        " (this connection {})",
-                        fmt_duration(Duration::from_secs(c))
-                    ))
-                    .unwrap_or_default()
+        rows.push(("uptime", self.uptime_text()));
+        render_rows(rows)
+    }
+
+    /// The device, its state (saying so when the client that wrote the
+    /// file is gone, since the file then describes the past), and the
+    /// connection: hub, relay, session, TLS, offload.
+    fn connection_rows(&self, running: bool) -> Vec<(&'static str, String)> {
+        let state = if running {
+            self.state.clone()
+        } else {
+            format!("{} (not running: pid {} is gone)", self.state, self.pid)
+        };
+        vec![
+            ("device", self.tap.clone()),
+            ("state", state),
+            ("", self.detail.clone()),
+            ("hub", self.hub.clone()),
+            ("relay", self.relay.clone()),
+            (
+                "session",
+                self.session.clone().unwrap_or_else(|| "-".into()),
             ),
-        ));
-        let mut out = String::new();
-        for (k, v) in rows {
-            if k.is_empty() && v.is_empty() {
-                continue;
-            }
-            let _ = writeln!(out, "{k:>16}  {v}");
+            ("tls", self.tls.clone().unwrap_or_else(|| "-".into())),
+            ("offload", self.offload_text()),
+        ]
+    }
+
+    /// Offload on, or off with the frames vnic had to cut itself (the cost
+    /// of a hub that did not grant it).
+    fn offload_text(&self) -> String {
+        if self.offload {
+            "on (TSO super frames)".into()
+        } else if self.segments_cut > 0 {
+            format!(
+                "off at the hub; {} frames cut here from super frames",
+                self.segments_cut
+            )
+        } else {
+            "off".into()
         }
-        out
+    }
+
+    /// Round trip, frames both ways, and every way a frame was re-sent,
+    /// lost or dropped, with the causes beside each total.
+    fn traffic_rows(&self) -> Vec<(&'static str, String)> {
+        vec![
+            (
+                "rtt",
+                self.rtt_ms
+                    .map(|r| format!("{r:.1} ms"))
+                    .unwrap_or_else(|| "-".into()),
+            ),
+            (
+                "frames out",
+                format!("{} ({})", self.tx_frames, fmt_bytes(self.tx_bytes)),
+            ),
+            (
+                "frames in",
+                format!("{} ({})", self.rx_frames, fmt_bytes(self.rx_bytes)),
+            ),
+            ("re-sent", self.resent.to_string()),
+            (
+                "lost",
+                format!(
+                    "{} (on resume {}, gaps from the hub {}; unconfirmed {})",
+                    self.lost(),
+                    self.lost_on_resume,
+                    self.rx_gaps,
+                    self.unconfirmed
+                ),
+            ),
+            (
+                "tail drops",
+                format!(
+                    "{} (evicted {}, too large {}, not taken by the TAP {}, bad offload {})",
+                    self.tail_drops,
+                    self.evicted,
+                    self.oversize,
+                    self.tap_write_errors,
+                    self.bad_offload
+                ),
+            ),
+            (
+                "reconnects",
+                format!(
+                    "{} (resumed {}, new sessions {}, keep-alive timeouts {})",
+                    self.reconnects, self.resumes, self.new_sessions, self.link_deaths
+                ),
+            ),
+        ]
+    }
+
+    /// The client's uptime, and the current connection's when connected.
+    fn uptime_text(&self) -> String {
+        format!(
+            "{}{}",
+            fmt_duration(Duration::from_secs(self.uptime_s)),
+            self.connected_for_s
+                .map(|c| format!(
+                    " (this connection {})",
+                    fmt_duration(Duration::from_secs(c))
+                ))
+                .unwrap_or_default()
+        )
     }
 
     /// Writes the file atomically (a temporary file renamed over it), so a
@@ -226,6 +241,19 @@ impl Status {
         let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
         serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
+}
+
+/// Right-aligns the names; a row with neither name nor value (an empty
+/// detail line) is left out.
+fn render_rows(rows: Vec<(&str, String)>) -> String {
+    let mut out = String::new();
+    for (k, v) in rows {
+        if k.is_empty() && v.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "{k:>16}  {v}");
+    }
+    out
 }
 
 /// Whether process `pid` is alive.

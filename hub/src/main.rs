@@ -665,18 +665,12 @@ fn ctl_socket(args: &ServeArgs, ctl: &CtlArgs) -> anyhow::Result<PathBuf> {
     }
 }
 
+/// `vhub ctl`: one request to the running hub's admin socket, its answer
+/// printed as JSON (`--json`) or as a table. Exits with failure when the
+/// hub refused the request.
 fn ctl(args: &ServeArgs, ctl: CtlArgs) -> anyhow::Result<ExitCode> {
     let path = ctl_socket(args, &ctl)?;
-    let req = match &ctl.cmd {
-        CtlCmd::Sessions => Request::Sessions,
-        CtlCmd::Macs => Request::Macs,
-        CtlCmd::Hubs => Request::Hubs,
-        CtlCmd::Kick { session } => Request::Kick {
-            session: session.clone(),
-        },
-        CtlCmd::Reload => Request::Reload,
-    };
-    let answer = admin::request(&path, &req)?;
+    let answer = admin::request(&path, &ctl_request(&ctl.cmd))?;
     let ok = answer["ok"].as_bool() == Some(true);
     if ctl.json {
         println!("{}", serde_json::to_string_pretty(&answer)?);
@@ -687,112 +681,141 @@ fn ctl(args: &ServeArgs, ctl: CtlArgs) -> anyhow::Result<ExitCode> {
         });
     }
     if !ok {
-        if let CtlCmd::Reload = ctl.cmd {
-            eprintln!("reload refused; the running config stays. Problems:");
-            for e in answer["errors"].as_array().into_iter().flatten() {
-                eprintln!("  {}", e.as_str().unwrap_or_default());
-            }
-        } else {
-            eprintln!("vhub ctl: {}", answer["error"].as_str().unwrap_or("failed"));
-        }
+        print_ctl_refusal(&ctl.cmd, &answer);
         return Ok(ExitCode::FAILURE);
     }
     let parse = |key: &str| answer[key].clone();
     match ctl.cmd {
-        CtlCmd::Sessions => {
-            let list: Vec<admin::SessionInfo> = serde_json::from_value(parse("sessions"))?;
-            println!(
-                "{:<9} {:<12} {:<16} {:<22} {:>5} {:<9} {:>10} {:>10} {:>12} {:>12} {:>5}",
-                "ID",
-                "HUB",
-                "USER",
-                "REMOTE",
-                "SHARD",
-                "STATE",
-                "FRAMES_IN",
-                "FRAMES_OUT",
-                "BYTES_IN",
-                "BYTES_OUT",
-                "MACS"
-            );
-            for s in &list {
-                let user = if s.user.is_empty() {
-                    "(anonymous)"
-                } else {
-                    &s.user
-                };
-                println!(
-                    "{:<9} {:<12} {:<16} {:<22} {:>5} {:<9} {:>10} {:>10} {:>12} {:>12} {:>5}",
-                    s.id,
-                    s.hub,
-                    user,
-                    s.remote,
-                    s.shard,
-                    s.state,
-                    s.frames_in,
-                    s.frames_out,
-                    s.bytes_in,
-                    s.bytes_out,
-                    s.macs
-                );
-            }
-            println!("{} session(s)", list.len());
-        }
-        CtlCmd::Macs => {
-            let list: Vec<admin::MacInfo> = serde_json::from_value(parse("macs"))?;
-            println!(
-                "{:<12} {:<17} {:<9} {:>6}",
-                "HUB", "MAC", "SESSION", "AGE_S"
-            );
-            for m in &list {
-                println!(
-                    "{:<12} {:<17} {:<9} {:>6}",
-                    m.hub, m.mac, m.session, m.age_seconds
-                );
-            }
-            println!("{} MAC address(es)", list.len());
-        }
-        CtlCmd::Hubs => {
-            let list: Vec<admin::HubInfo> = serde_json::from_value(parse("hubs"))?;
-            println!(
-                "{:<16} {:<8} {:<9} {:>8} {:>8} {:>6}",
-                "HUB", "ENABLED", "ANONYMOUS", "SESSIONS", "DETACHED", "MACS"
-            );
-            for h in &list {
-                let yn = |b: bool| if b { "yes" } else { "no" };
-                println!(
-                    "{:<16} {:<8} {:<9} {:>8} {:>8} {:>6}",
-                    h.name,
-                    yn(h.enabled),
-                    yn(h.anonymous),
-                    h.sessions,
-                    h.detached,
-                    h.macs
-                );
-            }
-        }
+        CtlCmd::Sessions => print_sessions(&serde_json::from_value::<Vec<_>>(parse("sessions"))?),
+        CtlCmd::Macs => print_macs(&serde_json::from_value::<Vec<_>>(parse("macs"))?),
+        CtlCmd::Hubs => print_hubs(&serde_json::from_value::<Vec<_>>(parse("hubs"))?),
         CtlCmd::Kick { .. } => {
             println!(
                 "session {} kicked",
                 answer["kicked"].as_str().unwrap_or("?")
             );
         }
-        CtlCmd::Reload => {
-            let r: admin::ReloadReport = serde_json::from_value(answer)?;
-            println!("config reloaded");
-            for a in &r.applied {
-                println!("  applied: {a}");
-            }
-            if r.closed_sessions > 0 {
-                println!(
-                    "  closed {} session(s) no longer allowed",
-                    r.closed_sessions
-                );
-            }
-            for n in &r.needs_restart {
-                println!("  NOT applied, needs a restart: {n}");
-            }
-        }
+        CtlCmd::Reload => print_reload(&serde_json::from_value(answer)?),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The admin API request a `vhub ctl` command sends.
+fn ctl_request(cmd: &CtlCmd) -> Request {
+    match cmd {
+        CtlCmd::Sessions => Request::Sessions,
+        CtlCmd::Macs => Request::Macs,
+        CtlCmd::Hubs => Request::Hubs,
+        CtlCmd::Kick { session } => Request::Kick {
+            session: session.clone(),
+        },
+        CtlCmd::Reload => Request::Reload,
+    }
+}
+
+/// Says on stderr why the hub refused. A refused reload lists every
+/// problem of the new config and says the running one stays, so the
+/// operator knows nothing changed.
+fn print_ctl_refusal(cmd: &CtlCmd, answer: &serde_json::Value) {
+    if let CtlCmd::Reload = cmd {
+        eprintln!("reload refused; the running config stays. Problems:");
+        for e in answer["errors"].as_array().into_iter().flatten() {
+            eprintln!("  {}", e.as_str().unwrap_or_default());
+        }
+    } else {
+        eprintln!("vhub ctl: {}", answer["error"].as_str().unwrap_or("failed"));
+    }
+}
+
+/// `vhub ctl sessions`: one line per session, then the count.
+fn print_sessions(list: &[admin::SessionInfo]) {
+    println!(
+        "{:<9} {:<12} {:<16} {:<22} {:>5} {:<9} {:>10} {:>10} {:>12} {:>12} {:>5}",
+        "ID",
+        "HUB",
+        "USER",
+        "REMOTE",
+        "SHARD",
+        "STATE",
+        "FRAMES_IN",
+        "FRAMES_OUT",
+        "BYTES_IN",
+        "BYTES_OUT",
+        "MACS"
+    );
+    for s in list {
+        let user = if s.user.is_empty() {
+            "(anonymous)"
+        } else {
+            &s.user
+        };
+        println!(
+            "{:<9} {:<12} {:<16} {:<22} {:>5} {:<9} {:>10} {:>10} {:>12} {:>12} {:>5}",
+            s.id,
+            s.hub,
+            user,
+            s.remote,
+            s.shard,
+            s.state,
+            s.frames_in,
+            s.frames_out,
+            s.bytes_in,
+            s.bytes_out,
+            s.macs
+        );
+    }
+    println!("{} session(s)", list.len());
+}
+
+/// `vhub ctl macs`: one line per learned MAC address, then the count.
+fn print_macs(list: &[admin::MacInfo]) {
+    println!(
+        "{:<12} {:<17} {:<9} {:>6}",
+        "HUB", "MAC", "SESSION", "AGE_S"
+    );
+    for m in list {
+        println!(
+            "{:<12} {:<17} {:<9} {:>6}",
+            m.hub, m.mac, m.session, m.age_seconds
+        );
+    }
+    println!("{} MAC address(es)", list.len());
+}
+
+/// `vhub ctl hubs`: one line per virtual hub.
+fn print_hubs(list: &[admin::HubInfo]) {
+    println!(
+        "{:<16} {:<8} {:<9} {:>8} {:>8} {:>6}",
+        "HUB", "ENABLED", "ANONYMOUS", "SESSIONS", "DETACHED", "MACS"
+    );
+    for h in list {
+        let yn = |b: bool| if b { "yes" } else { "no" };
+        println!(
+            "{:<16} {:<8} {:<9} {:>8} {:>8} {:>6}",
+            h.name,
+            yn(h.enabled),
+            yn(h.anonymous),
+            h.sessions,
+            h.detached,
+            h.macs
+        );
+    }
+}
+
+/// `vhub ctl reload`: what was applied, what it closed, and what only a
+/// restart can apply (said plainly, so nobody believes it took effect).
+fn print_reload(r: &admin::ReloadReport) {
+    println!("config reloaded");
+    for a in &r.applied {
+        println!("  applied: {a}");
+    }
+    if r.closed_sessions > 0 {
+        println!(
+            "  closed {} session(s) no longer allowed",
+            r.closed_sessions
+        );
+    }
+    for n in &r.needs_restart {
+        println!("  NOT applied, needs a restart: {n}");
+    }
 }

@@ -32,8 +32,8 @@ use tracing::{info, warn};
 
 use crate::admin::ReloadReport;
 use crate::auth::SharedAuth;
-use crate::config::Config;
-use crate::switchboard::Switchboard;
+use crate::config::{Config, HubConfig};
+use crate::switchboard::{SessionEntry, Switchboard, VirtualHub};
 use crate::users::UserDb;
 
 /// Loads and validates the config as the hub did at start (file + flags).
@@ -103,60 +103,56 @@ impl Reloader {
         report
     }
 
+    /// Reads and applies the config in steps: hubs, then users, then the
+    /// sessions the new config no longer allows (judged against the hubs
+    /// and users just applied). `current` is replaced only when the new
+    /// config loaded.
     fn try_reload(&self, current: &mut (Config, BTreeSet<(String, String)>)) -> ReloadReport {
-        let refuse = |errors: Vec<String>| ReloadReport {
-            ok: false,
-            errors,
-            ..ReloadReport::default()
-        };
-        let config = match (self.load)() {
-            Ok(c) => c,
-            Err(e) => return refuse(e.lines().map(str::to_owned).collect()),
-        };
-        let users = match UserDb::load_with_config(&config) {
-            Ok(u) => u,
-            Err(e) => return refuse(e.to_string().lines().map(str::to_owned).collect()),
+        let (config, users) = match self.load_files() {
+            Ok(loaded) => loaded,
+            Err(errors) => {
+                return ReloadReport {
+                    ok: false,
+                    errors,
+                    ..ReloadReport::default()
+                }
+            }
         };
         let mut r = ReloadReport {
             ok: true,
             needs_restart: self.needs_restart(&config),
             ..ReloadReport::default()
         };
+        self.apply_hubs(&config.hubs(), &mut r);
+        let new_users = user_set(&users);
+        report_user_changes(&current.1, &new_users, &mut r);
+        let users: Arc<UserDb> = Arc::new(users);
+        self.auth.set(users.clone());
+        self.close_disallowed(&users, &mut r);
+        if r.applied.is_empty() {
+            r.applied.push("no changes".into());
+        }
+        *current = (config, new_users);
+        r
+    }
 
-        // Hubs.
-        let hubs = config.hubs();
-        for cfg in hubs.iter() {
-            let Some(i) = self.sb.hub_index(&cfg.name) else {
-                let settings = crate::server::HubSettings {
-                    name: cfg.name.clone(),
-                    anonymous: cfg.anonymous,
-                    max_sessions: cfg.max_sessions,
-                    max_macs: cfg.max_macs as u32,
-                };
-                match self.sb.add_hub(&settings) {
-                    Some(_) => r.applied.push(format!("virtual hub {} added", cfg.name)),
-                    None => r.needs_restart.push(format!(
-                        "virtual hub {} is new and all {} spare hub slots are used: adding it needs a restart",
-                        cfg.name,
-                        crate::switchboard::SPARE_HUBS
-                    )),
-                }
-                continue;
-            };
-            let h = &self.sb.hubs[i];
-            if !h.enabled.swap(true, Ordering::AcqRel) {
-                r.applied
-                    .push(format!("virtual hub {} enabled again", cfg.name));
-            }
-            if h.anonymous.swap(cfg.anonymous, Ordering::Relaxed) != cfg.anonymous {
-                r.applied
-                    .push(format!("hub {}: anonymous = {}", cfg.name, cfg.anonymous));
-            }
-            if h.max_sessions.swap(cfg.max_sessions, Ordering::Relaxed) != cfg.max_sessions {
-                r.applied.push(format!(
-                    "hub {}: max_sessions = {}",
-                    cfg.name, cfg.max_sessions
-                ));
+    /// The config and the users file, both valid, or every problem (one
+    /// line each) of the first that is not.
+    fn load_files(&self) -> Result<(Config, UserDb), Vec<String>> {
+        let config = (self.load)().map_err(|e| e.lines().map(str::to_owned).collect::<Vec<_>>())?;
+        let users = UserDb::load_with_config(&config)
+            .map_err(|e| e.to_string().lines().map(str::to_owned).collect::<Vec<_>>())?;
+        Ok((config, users))
+    }
+
+    /// Adds new hubs, updates the ones that stay, then disables the hubs
+    /// missing from `hubs` (their sessions are closed afterwards by
+    /// [`Self::close_disallowed`]).
+    fn apply_hubs(&self, hubs: &[HubConfig], r: &mut ReloadReport) {
+        for cfg in hubs {
+            match self.sb.hub_index(&cfg.name) {
+                Some(i) => update_hub(&self.sb.hubs[i], cfg, r),
+                None => self.add_hub(cfg, r),
             }
         }
         for h in &self.sb.hubs {
@@ -167,19 +163,31 @@ impl Reloader {
                 ));
             }
         }
+    }
 
-        // Users.
-        let new_users = user_set(&users);
-        for (hub, name) in new_users.difference(&current.1) {
-            r.applied.push(format!("user {name} on hub {hub} added"));
+    /// A hub new to the switchboard takes a spare slot; with none left it
+    /// is listed as needing a restart.
+    fn add_hub(&self, cfg: &HubConfig, r: &mut ReloadReport) {
+        let settings = crate::server::HubSettings {
+            name: cfg.name.clone(),
+            anonymous: cfg.anonymous,
+            max_sessions: cfg.max_sessions,
+            max_macs: cfg.max_macs as u32,
+        };
+        match self.sb.add_hub(&settings) {
+            Some(_) => r.applied.push(format!("virtual hub {} added", cfg.name)),
+            None => r.needs_restart.push(format!(
+                "virtual hub {} is new and all {} spare hub slots are used: adding it needs a restart",
+                cfg.name,
+                crate::switchboard::SPARE_HUBS
+            )),
         }
-        for (hub, name) in current.1.difference(&new_users) {
-            r.applied.push(format!("user {name} on hub {hub} removed"));
-        }
-        let users: Arc<UserDb> = Arc::new(users);
-        self.auth.set(users.clone());
+    }
 
-        // Sessions that are no longer allowed.
+    /// Closes (CLOSE `auth-revoked`) every session the applied hubs and
+    /// `users` no longer allow. The session table is copied first so that
+    /// its lock is not held while sessions are kicked.
+    fn close_disallowed(&self, users: &UserDb, r: &mut ReloadReport) {
         let entries: Vec<_> = self
             .sb
             .sessions
@@ -188,34 +196,13 @@ impl Reloader {
             .map(|(t, e)| (*t, e.clone()))
             .collect();
         for (token, e) in entries {
-            let h = &self.sb.hubs[e.hub];
-            let why = if !h.enabled.load(Ordering::Acquire) {
-                format!(
-                    "virtual hub {} was removed from the configuration",
-                    h.name()
-                )
-            } else if e.user.is_empty() {
-                if h.anonymous.load(Ordering::Relaxed) {
-                    continue;
-                }
-                format!(
-                    "virtual hub {} no longer admits anonymous sessions",
-                    h.name()
-                )
-            } else if crate::auth::Authenticator::user_exists(&*users, h.name(), &e.user) {
+            let Some(why) = why_disallowed(&self.sb.hubs[e.hub], &e, users) else {
                 continue;
-            } else {
-                format!("user {} was removed from hub {}", e.user, h.name())
             };
             if self.sb.kick(&token, CloseCode::AuthRevoked, &why) {
                 r.closed_sessions += 1;
             }
         }
-        if r.applied.is_empty() {
-            r.applied.push("no changes".into());
-        }
-        *current = (config, new_users);
-        r
     }
 
     /// Differences from the started config that a running hub cannot take.
@@ -295,5 +282,62 @@ impl Reloader {
             }
         }
         out
+    }
+}
+
+/// Applies a kept hub's settings in place and reports what changed; a hub
+/// removed by an earlier reload is enabled again.
+fn update_hub(h: &VirtualHub, cfg: &HubConfig, r: &mut ReloadReport) {
+    if !h.enabled.swap(true, Ordering::AcqRel) {
+        r.applied
+            .push(format!("virtual hub {} enabled again", cfg.name));
+    }
+    if h.anonymous.swap(cfg.anonymous, Ordering::Relaxed) != cfg.anonymous {
+        r.applied
+            .push(format!("hub {}: anonymous = {}", cfg.name, cfg.anonymous));
+    }
+    if h.max_sessions.swap(cfg.max_sessions, Ordering::Relaxed) != cfg.max_sessions {
+        r.applied.push(format!(
+            "hub {}: max_sessions = {}",
+            cfg.name, cfg.max_sessions
+        ));
+    }
+}
+
+/// Reports users added, then users removed, as (hub, name) pairs.
+fn report_user_changes(
+    old: &BTreeSet<(String, String)>,
+    new: &BTreeSet<(String, String)>,
+    r: &mut ReloadReport,
+) {
+    for (hub, name) in new.difference(old) {
+        r.applied.push(format!("user {name} on hub {hub} added"));
+    }
+    for (hub, name) in old.difference(new) {
+        r.applied.push(format!("user {name} on hub {hub} removed"));
+    }
+}
+
+/// Why session `e` on hub `h` may no longer run (its hub was removed, its
+/// hub stopped admitting anonymous sessions, its user was removed), or
+/// `None` when it may.
+fn why_disallowed(h: &VirtualHub, e: &SessionEntry, users: &UserDb) -> Option<String> {
+    if !h.enabled.load(Ordering::Acquire) {
+        Some(format!(
+            "virtual hub {} was removed from the configuration",
+            h.name()
+        ))
+    } else if e.user.is_empty() {
+        if h.anonymous.load(Ordering::Relaxed) {
+            return None;
+        }
+        Some(format!(
+            "virtual hub {} no longer admits anonymous sessions",
+            h.name()
+        ))
+    } else if crate::auth::Authenticator::user_exists(users, h.name(), &e.user) {
+        None
+    } else {
+        Some(format!("user {} was removed from hub {}", e.user, h.name()))
     }
 }

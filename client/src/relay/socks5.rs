@@ -25,6 +25,8 @@ const ATYP_IPV4: u8 = 0x01;
 const ATYP_DOMAIN: u8 = 0x03;
 const ATYP_IPV6: u8 = 0x04;
 const REPLY_SUCCEEDED: u8 = 0x00;
+/// What an I/O error while reading the CONNECT reply happened during.
+const REPLY: &str = "while reading the SOCKS5 reply to CONNECT";
 
 /// Negotiates a CONNECT to `target` on `stream`. On `Ok`, the next byte read
 /// from `stream` comes from the hub.
@@ -37,11 +39,30 @@ pub(crate) async fn handshake<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let protocol = |problem: String| RelayError::SocksProtocol {
+    negotiate_method(stream, proxy, auth).await?;
+    connect(stream, proxy, target).await
+}
+
+/// The proxy broke SOCKS5 (as opposed to refusing us).
+fn protocol(proxy: &str, problem: String) -> RelayError {
+    RelayError::SocksProtocol {
         proxy: proxy.to_owned(),
         problem,
-    };
+    }
+}
 
+/// The greeting: offers our methods and carries out the one the proxy
+/// chooses. A method we did not offer is the proxy's fault; "none
+/// acceptable" is reported with whether we offered a password, since that
+/// is usually what the operator has to fix.
+async fn negotiate_method<S>(
+    stream: &mut S,
+    proxy: &str,
+    auth: Option<&(String, String)>,
+) -> Result<(), RelayError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     const GREETING: &str = "during the SOCKS5 greeting";
     send(stream, &greeting(auth.is_some()))
         .await
@@ -52,46 +73,64 @@ where
         .await
         .map_err(RelayError::handshake_io(proxy, GREETING))?;
     if choice[0] != VERSION {
-        return Err(protocol(format!(
-            "answered the greeting with version {:#04x}, not 0x05 (is this a SOCKS5 server?)",
-            choice[0]
-        )));
+        return Err(protocol(
+            proxy,
+            format!(
+                "answered the greeting with version {:#04x}, not 0x05 (is this a SOCKS5 server?)",
+                choice[0]
+            ),
+        ));
     }
     match (choice[1], auth) {
-        (METHOD_NONE, _) => {}
-        (METHOD_USER_PASS, Some((user, pass))) => {
-            const AUTH: &str = "during SOCKS5 user/password authentication";
-            send(stream, &auth_request(user, pass))
-                .await
-                .map_err(RelayError::handshake_io(proxy, AUTH))?;
-            let mut status = [0u8; 2];
-            stream
-                .read_exact(&mut status)
-                .await
-                .map_err(RelayError::handshake_io(proxy, AUTH))?;
-            // RFC 1929 says the first byte is 0x01; some servers send 0x05.
-            // Only the status matters.
-            if status[1] != 0x00 {
-                return Err(RelayError::SocksAuthFailed {
-                    proxy: proxy.to_owned(),
-                    user: user.clone(),
-                });
-            }
-        }
-        (METHOD_NO_ACCEPTABLE, _) => {
-            return Err(RelayError::SocksNoAcceptableMethod {
-                proxy: proxy.to_owned(),
-                offered_auth: auth.is_some(),
-            })
-        }
-        (method, _) => {
-            return Err(protocol(format!(
-                "chose authentication method {method:#04x}, which was not offered"
-            )))
-        }
+        (METHOD_NONE, _) => Ok(()),
+        (METHOD_USER_PASS, Some((user, pass))) => authenticate(stream, proxy, user, pass).await,
+        (METHOD_NO_ACCEPTABLE, _) => Err(RelayError::SocksNoAcceptableMethod {
+            proxy: proxy.to_owned(),
+            offered_auth: auth.is_some(),
+        }),
+        (method, _) => Err(protocol(
+            proxy,
+            format!("chose authentication method {method:#04x}, which was not offered"),
+        )),
     }
+}
 
-    const REQUEST: &str = "while reading the SOCKS5 reply to CONNECT";
+/// RFC 1929 user/password sub-negotiation.
+async fn authenticate<S>(
+    stream: &mut S,
+    proxy: &str,
+    user: &str,
+    pass: &str,
+) -> Result<(), RelayError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    const AUTH: &str = "during SOCKS5 user/password authentication";
+    send(stream, &auth_request(user, pass))
+        .await
+        .map_err(RelayError::handshake_io(proxy, AUTH))?;
+    let mut status = [0u8; 2];
+    stream
+        .read_exact(&mut status)
+        .await
+        .map_err(RelayError::handshake_io(proxy, AUTH))?;
+    // RFC 1929 says the first byte is 0x01; some servers send 0x05.
+    // Only the status matters.
+    if status[1] != 0x00 {
+        return Err(RelayError::SocksAuthFailed {
+            proxy: proxy.to_owned(),
+            user: user.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Sends CONNECT and reads the whole reply, so that the stream is left
+/// at the first byte from the hub.
+async fn connect<S>(stream: &mut S, proxy: &str, target: &Target) -> Result<(), RelayError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     send(stream, &connect_request(target))
         .await
         .map_err(RelayError::handshake_io(
@@ -102,12 +141,12 @@ where
     stream
         .read_exact(&mut reply)
         .await
-        .map_err(RelayError::handshake_io(proxy, REQUEST))?;
+        .map_err(RelayError::handshake_io(proxy, REPLY))?;
     if reply[0] != VERSION {
-        return Err(protocol(format!(
-            "replied with version {:#04x}, not 0x05",
-            reply[0]
-        )));
+        return Err(protocol(
+            proxy,
+            format!("replied with version {:#04x}, not 0x05", reply[0]),
+        ));
     }
     if reply[1] != REPLY_SUCCEEDED {
         return Err(RelayError::Socks5Refused {
@@ -116,8 +155,16 @@ where
             code: reply[1],
         });
     }
-    // Consume the bound address exactly: what follows is the hub's.
-    let addr_len = match reply[3] {
+    skip_bound_address(stream, proxy, reply[3]).await
+}
+
+/// Consumes the reply's bound address (of type `atyp`) and port exactly:
+/// what follows is the hub's. We have no use for the address itself.
+async fn skip_bound_address<S>(stream: &mut S, proxy: &str, atyp: u8) -> Result<(), RelayError>
+where
+    S: AsyncRead + Unpin,
+{
+    let addr_len = match atyp {
         ATYP_IPV4 => 4,
         ATYP_IPV6 => 16,
         ATYP_DOMAIN => {
@@ -125,20 +172,21 @@ where
             stream
                 .read_exact(&mut len)
                 .await
-                .map_err(RelayError::handshake_io(proxy, REQUEST))?;
+                .map_err(RelayError::handshake_io(proxy, REPLY))?;
             usize::from(len[0])
         }
         other => {
-            return Err(protocol(format!(
-                "reply has unknown address type {other:#04x}"
-            )))
+            return Err(protocol(
+                proxy,
+                format!("reply has unknown address type {other:#04x}"),
+            ))
         }
     };
     let mut bound = [0u8; 255 + 2];
     stream
         .read_exact(&mut bound[..addr_len + 2])
         .await
-        .map_err(RelayError::handshake_io(proxy, REQUEST))?;
+        .map_err(RelayError::handshake_io(proxy, REPLY))?;
     Ok(())
 }
 
