@@ -51,6 +51,10 @@ impl NetStream for Stream {
     fn dup_fd(&self) -> io::Result<OwnedFd> {
         self.0.as_fd().try_clone_to_owned()
     }
+
+    fn quick_ack(&self) {
+        let _ = socket2::SockRef::from(&self.0).set_quickack(true);
+    }
 }
 
 pub struct Listener(tokio::net::TcpListener);
@@ -91,5 +95,29 @@ impl Backend for Epoll {
     fn stream_from_std(s: std::net::TcpStream) -> io::Result<Stream> {
         s.set_nonblocking(true)?;
         Ok(Stream(tokio::net::TcpStream::from_std(s)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The handshake's `quick_ack` really switches the socket to quick
+    /// ACKs (Linux reports `TCP_QUICKACK` as "not in delayed-ACK
+    /// ping-pong mode"). The uring backend makes the same call on its fd.
+    #[test]
+    fn quick_ack_turns_delayed_acks_off() {
+        Epoll::block_on(async {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let _client = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+            let (s, _) = l.accept().unwrap();
+            let s = Epoll::stream_from_std(s).unwrap();
+            let fd = s.dup_fd().unwrap();
+            let sock = socket2::SockRef::from(&fd);
+            sock.set_quickack(false).unwrap();
+            assert!(!sock.quickack().unwrap());
+            s.quick_ack();
+            assert!(sock.quickack().unwrap());
+        });
     }
 }

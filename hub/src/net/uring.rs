@@ -68,6 +68,12 @@ impl NetStream for Stream {
         // SAFETY: the fd is owned by self.0 and open for the borrow's duration.
         unsafe { BorrowedFd::borrow_raw(self.0.as_raw_fd()) }.try_clone_to_owned()
     }
+
+    fn quick_ack(&self) {
+        // SAFETY: the fd is owned by self.0 and open for the borrow's duration.
+        let fd = unsafe { BorrowedFd::borrow_raw(self.0.as_raw_fd()) };
+        let _ = socket2::SockRef::from(&fd).set_quickack(true);
+    }
 }
 
 pub struct Listener(tokio_uring::net::TcpListener);

@@ -197,6 +197,9 @@ impl<B: Backend> Shard<B> {
                     return None;
                 }
             }
+            // The client's Finished (and its request) are next: ACK them at
+            // once (see `NetStream::quick_ack`).
+            stream.quick_ack();
             if !read_into(stream, &mut tls, &mut buf).await {
                 self.ended(peer, timed_out, Handshake::TlsFailed);
                 return None;
@@ -231,6 +234,7 @@ impl<B: Backend> Shard<B> {
                     self.page(page)
                 }
                 Ok(None) => {
+                    stream.quick_ack();
                     if !read_into(stream, &mut tls, &mut buf).await {
                         self.ended(peer, timed_out, Handshake::HttpError);
                         return None;
