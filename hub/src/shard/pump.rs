@@ -134,7 +134,10 @@ impl<B: Backend> Shard<B> {
         let mut spans = std::mem::take(&mut st.spans);
         let base = plain.as_ptr() as usize;
         let result = session.handle_input(now, plain, |frame| {
+            // `handle_input` hands out frames borrowed from `plain`
+            // (its contract); the spans index back into it, bounds-checked.
             let at = frame.as_ptr() as usize - base;
+            debug_assert!(at + frame.len() <= plain.len());
             spans.push((at as u32, frame.len() as u32));
         });
         let from = super::deliver::Ingress {
