@@ -1,8 +1,12 @@
 //! One test per state transition, with the sim's virtual clock.
 
+use std::time::{Duration, Instant};
+
+use super::input::MAX_PONGS_DUE;
 use super::*;
 use crate::sim::{test_frame, Pair};
-use crate::wire::http::{FrontRequest, Status};
+use crate::wire::http::{self, Credentials, FrontRequest, SessionToken, Status};
+use crate::wire::{self, CloseCode, FramesWriter, Limits, Message, WireError};
 
 #[allow(clippy::disallowed_methods)] // the one clock read: the sim's origin
 fn t0() -> Instant {
