@@ -19,12 +19,7 @@ BENCH=${BENCH:-./target/release/vhub-bench}
 OUT=${OUT:-$(mktemp -d /tmp/vhub-ab.XXXXXX)}
 CASES=${CASES:-"2:64 2:1514 100:64 100:1514"}
 
-free_port() {
-    while :; do
-        p=$(( 20000 + RANDOM % 40000 ))
-        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-    done
-}
+. scripts/free-port.sh
 
 HUB_PID=""
 cleanup() { [[ -n $HUB_PID ]] && kill "$HUB_PID" 2>/dev/null; wait 2>/dev/null || true; }

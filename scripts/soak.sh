@@ -76,13 +76,7 @@ command -v curl >/dev/null || { echo "soak.sh: curl is missing (Debian package c
 mkdir -p "$OUT"
 
 # A port nobody listens on at the moment (bash's /dev/tcp connects).
-free_port() {
-    local p
-    while :; do
-        p=$(( 20000 + RANDOM % 40000 ))
-        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-    done
-}
+. "$ROOT/scripts/free-port.sh"
 PORT=$(free_port)
 MPORT=$(free_port)
 cat > "$OUT/hub.toml" <<EOF

@@ -25,10 +25,9 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
-use hub::switchboard::Batch;
+use hub::switchboard::{Batch, Target};
 use switch_core::fabric::{Fabric, FabricConfig, PortId, PortInfo};
-use switch_core::offload::Form;
-use switch_core::offload::{self, VnetHdr};
+use switch_core::offload::{self, Form, VnetHdr};
 use switch_core::session::{Accept, Session, SessionConfig};
 use switch_core::wire::http::SessionToken;
 use switch_core::wire::{self, FramesWriter, Limits, Message};
@@ -155,12 +154,16 @@ fn handoff(n: u64) {
     };
     let mut sum = 0u64;
     for i in 0..n {
-        batch.push(0, 7, 42, &f);
+        let port = PortId::from_raw(42, 0);
+        batch.push(Target::Unicast { slot: 7, port }, Form::Plain, &f);
         if (i + 1) % 1000 == 0 || i + 1 == n {
             q.push(batch).ok().unwrap();
             let b = q.pop().unwrap();
-            for (_, target, _, fr) in b.records() {
-                sum += u64::from(target) + fr.len() as u64;
+            for (target, _, fr) in b.records() {
+                if let Target::Unicast { slot, .. } = target {
+                    sum += u64::from(slot);
+                }
+                sum += fr.len() as u64;
             }
             batch = b;
             batch.buf.clear();

@@ -21,6 +21,7 @@ use std::time::Instant;
 use crossbeam_queue::{ArrayQueue, SegQueue};
 use parking_lot::Mutex;
 use switch_core::fabric::{Fabric, FabricConfig, PortId, PortInfo};
+use switch_core::offload::Form;
 use switch_core::wire::http::SessionToken;
 use tokio::sync::Notify;
 
@@ -71,11 +72,20 @@ pub struct SessionEntry {
     pub user: String,
 }
 
+/// Where a frame in a [`Batch`] goes on the receiving shard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// To slot `slot`, if it still holds `port` (the slot may have been
+    /// reused since the route was made).
+    Unicast { slot: u32, port: PortId },
+    /// To every port of virtual hub `hub` on the receiving shard.
+    Flood { hub: u32 },
+}
+
 /// A batch of frames for another shard. Records of
 /// `kind: u32, target: u32, port: u64, len: u32, frame` (native endian,
-/// never leaves the process): kind 0 = unicast to slot `target`, checked
-/// against `port` (`PortId::to_u64`: the slot may have been reused); kind
-/// 1 = flood to every local port of hub `target`.
+/// never leaves the process); `push` and `records` are the only code that
+/// knows the layout.
 pub struct Batch {
     pub buf: Vec<u8>,
     pub frames: u32,
@@ -83,19 +93,25 @@ pub struct Batch {
     pub from: u16,
 }
 
-pub const BATCH_UNICAST: u32 = 0;
-pub const BATCH_FLOOD: u32 = 1;
+const KIND_UNICAST: u32 = 0;
+const KIND_FLOOD: u32 = 1;
 /// Or'ed into the kind: the frame carries a `virtio_net_hdr` (its sender
 /// has offload).
-pub const BATCH_VNET: u32 = 0x100;
-pub const BATCH_RECORD_HEADER: usize = 20;
+const KIND_VNET: u32 = 0x100;
+const RECORD_HEADER: usize = 20;
 /// Target bytes per batch before it is handed over.
 pub const BATCH_BYTES: usize = 64 * 1024;
 
 impl Batch {
-    pub fn push(&mut self, kind: u32, target: u32, port: u64, frame: &[u8]) {
+    /// Appends one frame, in its sender's `form`, for `target`.
+    pub fn push(&mut self, target: Target, form: Form, frame: &[u8]) {
+        let (kind, to, port) = match target {
+            Target::Unicast { slot, port } => (KIND_UNICAST, slot, port.to_u64()),
+            Target::Flood { hub } => (KIND_FLOOD, hub, 0),
+        };
+        let kind = kind | if form == Form::Vnet { KIND_VNET } else { 0 };
         self.buf.extend_from_slice(&kind.to_ne_bytes());
-        self.buf.extend_from_slice(&target.to_ne_bytes());
+        self.buf.extend_from_slice(&to.to_ne_bytes());
         self.buf.extend_from_slice(&port.to_ne_bytes());
         self.buf
             .extend_from_slice(&(frame.len() as u32).to_ne_bytes());
@@ -103,19 +119,27 @@ impl Batch {
         self.frames += 1;
     }
 
-    /// Iterates `(kind, target, port, frame)`.
-    pub fn records(&self) -> impl Iterator<Item = (u32, u32, u64, &[u8])> {
+    /// Iterates `(target, form, frame)`, in the order pushed.
+    pub fn records(&self) -> impl Iterator<Item = (Target, Form, &[u8])> {
         let mut rest = &self.buf[..];
         std::iter::from_fn(move || {
-            if rest.len() < BATCH_RECORD_HEADER {
+            if rest.len() < RECORD_HEADER {
                 return None;
             }
             let u32_at = |i: usize| u32::from_ne_bytes(rest[i..i + 4].try_into().unwrap());
             let port = u64::from_ne_bytes(rest[8..16].try_into().unwrap());
-            let (kind, target, len) = (u32_at(0), u32_at(4), u32_at(16) as usize);
-            let frame = &rest[BATCH_RECORD_HEADER..BATCH_RECORD_HEADER + len];
-            rest = &rest[BATCH_RECORD_HEADER + len..];
-            Some((kind, target, port, frame))
+            let (kind, to, len) = (u32_at(0), u32_at(4), u32_at(16) as usize);
+            let frame = &rest[RECORD_HEADER..RECORD_HEADER + len];
+            rest = &rest[RECORD_HEADER + len..];
+            let target = if kind & !KIND_VNET == KIND_FLOOD {
+                Target::Flood { hub: to }
+            } else {
+                Target::Unicast {
+                    slot: to,
+                    port: PortId::from_u64(port),
+                }
+            };
+            Some((target, Form::of(kind & KIND_VNET != 0), frame))
         })
     }
 }
@@ -291,5 +315,33 @@ impl Switchboard {
 
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_records_come_back_as_pushed() {
+        let mut b = Batch {
+            buf: Vec::new(),
+            frames: 0,
+            from: 1,
+        };
+        let port = PortId::from_raw(7, 3);
+        b.push(Target::Unicast { slot: 9, port }, Form::Vnet, b"abc");
+        b.push(Target::Flood { hub: 2 }, Form::Plain, b"");
+        b.push(Target::Flood { hub: 0 }, Form::Vnet, &[0xff; 70]);
+        let got: Vec<_> = b.records().collect();
+        assert_eq!(b.frames, 3);
+        assert_eq!(
+            got,
+            vec![
+                (Target::Unicast { slot: 9, port }, Form::Vnet, &b"abc"[..]),
+                (Target::Flood { hub: 2 }, Form::Plain, &b""[..]),
+                (Target::Flood { hub: 0 }, Form::Vnet, &[0xff; 70][..]),
+            ]
+        );
     }
 }

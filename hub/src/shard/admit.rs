@@ -300,7 +300,7 @@ impl<B: Backend> Shard<B> {
                 peer,
                 buffered: 0,
             });
-            st.local.add(hub, slot, form);
+            st.local.add(hub, slot);
             slot
         };
         self.sb.sessions.lock().insert(

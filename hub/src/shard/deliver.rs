@@ -14,7 +14,7 @@ use switch_core::session::{SendError, Session};
 use super::{Shard, Slot, State_};
 use crate::metrics::Local;
 use crate::net::Backend;
-use crate::switchboard::{Batch, BATCH_BYTES, BATCH_FLOOD, BATCH_UNICAST, BATCH_VNET};
+use crate::switchboard::{Batch, Target, BATCH_BYTES};
 
 /// A session holding less than this always takes frames, whatever the
 /// hub-wide buffer budget says.
@@ -60,14 +60,15 @@ impl<B: Backend> Shard<B> {
             match *route {
                 Route::Local { slot, .. } => deliver(st, slot, f, from.form),
                 Route::Remote { shard, slot, port } => {
-                    self.outbox(st, shard, BATCH_UNICAST, slot, port.to_u64(), from.form, f)
+                    self.outbox(st, shard, Target::Unicast { slot, port }, from.form, f)
                 }
                 Route::Flood { local, remote } => {
                     if local {
                         flood_here(st, from.hub, Some(from.slot), f, from.form);
                     }
                     for shard in remote.iter() {
-                        self.outbox(st, shard, BATCH_FLOOD, from.hub as u32, 0, from.form, f);
+                        let hub = from.hub as u32;
+                        self.outbox(st, shard, Target::Flood { hub }, from.form, f);
                     }
                 }
                 // Counted by the fabric.
@@ -80,14 +81,11 @@ impl<B: Backend> Shard<B> {
 
     /// Appends a frame to the batch for shard `to`, handing the batch over
     /// when it is full.
-    #[allow(clippy::too_many_arguments)] // one batch record's fields
     fn outbox(
         &self,
         st: &mut State_<B::Stream>,
         to: u16,
-        kind: u32,
-        target: u32,
-        port: u64,
+        target: Target,
         form: Form,
         frame: &[u8],
     ) {
@@ -104,8 +102,7 @@ impl<B: Backend> Shard<B> {
                 from: me,
             }
         });
-        let flag = if form == Form::Vnet { BATCH_VNET } else { 0 };
-        batch.push(kind | flag, target, port, frame);
+        batch.push(target, form, frame);
         if batch.buf.len() >= BATCH_BYTES {
             self.hand_over(st, to);
         }
@@ -165,16 +162,14 @@ impl<B: Backend> Shard<B> {
     pub(super) fn deliver_batch(&self, batch: &Batch) {
         let mut st = self.st.borrow_mut();
         let st = &mut *st;
-        for (kind, target, port, frame) in batch.records() {
-            let form = Form::of(kind & BATCH_VNET != 0);
-            match kind & !BATCH_VNET {
-                BATCH_UNICAST => match st.slots.get(target as usize) {
+        for (target, form, frame) in batch.records() {
+            match target {
+                Target::Unicast { slot, port } => match st.slots.get(slot as usize) {
                     // The slot may have been reused since the route was made.
-                    Some(s) if s.port.to_u64() == port => deliver(st, target, frame, form),
+                    Some(s) if s.port == port => deliver(st, slot, frame, form),
                     _ => st.counters.drop_stale_port += 1,
                 },
-                BATCH_FLOOD => flood_here(st, target as usize, None, frame, form),
-                _ => {}
+                Target::Flood { hub } => flood_here(st, hub as usize, None, frame, form),
             }
         }
     }
@@ -182,13 +177,13 @@ impl<B: Backend> Shard<B> {
 
 /// Delivers a flood to this shard's ports of `hub`, but `except`.
 fn flood_here<S>(st: &mut State_<S>, hub: usize, except: Option<u32>, frame: &[u8], form: Form) {
-    // Indexed: delivering needs the state mutably, the list is not changed.
-    for i in 0..st.local.len(hub) {
-        match st.local.get(hub, i) {
-            Some((slot, _)) if Some(slot) != except => deliver(st, slot, frame, form),
-            _ => {}
-        }
+    // Taken out while delivering (which needs the state mutably; the list
+    // does not change meanwhile): moves one Vec header, copies nothing.
+    let local = std::mem::take(&mut st.local);
+    for slot in local.flood(hub, except) {
+        deliver(st, slot, frame, form);
     }
+    st.local = local;
 }
 
 /// Hands a frame (in form `from`) to a session on this shard, in the
