@@ -104,6 +104,7 @@ pub const BATCH_BYTES: usize = 64 * 1024;
 
 impl Batch {
     /// Appends one frame, in its sender's `form`, for `target`.
+    #[inline]
     pub fn push(&mut self, target: Target, form: Form, frame: &[u8]) {
         let (kind, to, port) = match target {
             Target::Unicast { slot, port } => (KIND_UNICAST, slot, port.to_u64()),
