@@ -4,7 +4,7 @@
 # read but never written: new inputs go to a scratch directory, so a run
 # leaves the work tree clean. Crash inputs land in fuzz/artifacts/<target>/.
 #
-#   scripts/fuzz-short.sh              # CI times: ~4 min in all
+#   scripts/fuzz-short.sh              # CI times: ~6 min in all
 #   FUZZ_SCALE=5 scripts/fuzz-short.sh # five times longer per target
 #   scripts/fuzz-short.sh wire_decode  # one target
 #
@@ -30,6 +30,9 @@ declare -A SECONDS_FOR=(
   [relay_url]=20
   [relay_reply]=20
   [offload_cut]=20
+  [softether_pack]=30
+  [softether_data]=20
+  [softether_handshake]=30
 )
 scale=${FUZZ_SCALE:-1}
 targets=("$@")

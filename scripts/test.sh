@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command of the README and of CI. Runs every test of the workspace
 # (privileged tests need root: they create their own network namespaces),
-# then the legacy-cipher build's tests.
+# then the legacy-cipher build's tests, then the Debian packages' check.
 #
 # A test that cannot run here (not root, io_uring blocked, a relay server
 # or Chromium missing) skips, saying why; with VHUB_TEST_STRICT=1 (.ci/run
@@ -38,3 +38,7 @@ cargo test --workspace --locked --no-fail-fast "$@"
 # the feature first). Both share one build of the legacy OpenSSL.
 cargo test -p certs --features legacy-ciphers --locked "$@"
 cargo test -p client --features legacy-ciphers --locked --test legacy_ciphers "$@"
+# The Debian packages: a release build with the system OpenSSL, installed
+# into a throw-away root and checked there (scripts/deb-check.sh; it skips
+# like the tests above, into the same log).
+./scripts/deb-check.sh

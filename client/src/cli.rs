@@ -15,6 +15,17 @@ use crate::units::parse_duration;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+
+    /// Log format on standard error: text (lines for people) or json (one
+    /// object per line, every state change and log event, for log pipelines).
+    #[arg(
+        long,
+        env = "VNIC_LOG_FORMAT",
+        value_enum,
+        default_value_t,
+        global = true
+    )]
+    pub log_format: cli_support::LogFormat,
 }
 
 #[derive(Subcommand, Debug)]
@@ -31,9 +42,10 @@ pub enum Command {
 #[derive(Args, Debug, Default, Clone)]
 pub struct ConnectArgs {
     /// The hub: https://HOST[:PORT]/HUB (port 443 if left out; virtual hub
-    /// DEFAULT if no path).
-    #[arg(env = "VNIC_URL", value_name = "URL")]
-    pub url: Option<String>,
+    /// DEFAULT if no path). Several, for failover: `vnic connect URL1 URL2`
+    /// (in VNIC_URL: separated by commas); see --hub-order and --failback.
+    #[arg(env = "VNIC_URL", value_name = "URL", value_delimiter = ',')]
+    pub urls: Vec<String>,
 
     /// TOML file with the same settings as the flags (keys as the long flag
     /// names with '_' for '-', e.g. password_file = "/etc/vnic/pw").
@@ -147,6 +159,39 @@ pub struct ConnectArgs {
     )]
     pub max_retries: Option<String>,
 
+    /// With several hubs: try them in the order given (ordered: the first
+    /// is the primary, every client lands on the same hub) or in an order
+    /// shuffled once at start (random: spreads clients and a reconnect
+    /// storm over the hubs) [default: ordered].
+    #[arg(
+        long,
+        env = "VNIC_HUB_ORDER",
+        value_enum,
+        help_heading = "Keep-alive and reconnect"
+    )]
+    pub hub_order: Option<crate::settings::HubOrder>,
+
+    /// With several hubs: while on another than the first, try the first
+    /// again this often and move back (a new session) when it answers;
+    /// "off" stays where it is [default: 60s].
+    #[arg(
+        long,
+        env = "VNIC_FAILBACK",
+        value_name = "DURATION|off",
+        help_heading = "Keep-alive and reconnect"
+    )]
+    pub failback: Option<String>,
+
+    /// Do not answer the host's ARP requests and IPv6 neighbour
+    /// solicitations from vnic's table while the link is down (they then
+    /// wait for the hub, and the host's neighbour entries may fail).
+    #[arg(
+        long,
+        env = "VNIC_NO_ARP_SUPPRESSION",
+        help_heading = "Keep-alive and reconnect"
+    )]
+    pub no_arp_suppression: bool,
+
     // --- ICMP keep-alive ---
     /// Ping this IPv4 host on the virtual LAN at an interval, so an idle
     /// route through the TAP is not dropped. Off by default.
@@ -238,5 +283,30 @@ mod tests {
         };
         assert_eq!(a.tap.as_deref(), Some("y0"));
         assert_eq!(a.ssh_options, ["A=1", "B=2"]);
+    }
+
+    #[test]
+    fn several_hubs_as_arguments_or_with_commas() {
+        let urls = |args: &[&str]| {
+            let cli = Cli::try_parse_from(args).unwrap();
+            let Command::Connect(a) = cli.command else {
+                panic!()
+            };
+            a.urls
+        };
+        assert_eq!(urls(&["vnic", "connect", "https://h/A"]), ["https://h/A"]);
+        assert_eq!(
+            urls(&["vnic", "connect", "https://h1/A", "https://h2/A"]),
+            ["https://h1/A", "https://h2/A"]
+        );
+        assert_eq!(
+            urls(&["vnic", "connect", "https://h1/A,https://h2/A"]),
+            ["https://h1/A", "https://h2/A"]
+        );
+        let cli = Cli::try_parse_from(["vnic", "connect", "h", "--hub-order", "random"]).unwrap();
+        let Command::Connect(a) = cli.command else {
+            panic!()
+        };
+        assert_eq!(a.hub_order, Some(crate::settings::HubOrder::Random));
     }
 }

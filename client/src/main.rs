@@ -21,6 +21,7 @@ mod report;
 mod settings;
 mod status;
 mod supervisor;
+mod suppress;
 mod tap;
 mod trust;
 mod units;
@@ -30,23 +31,30 @@ use client::relay;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
+use cli_support::LogFormat;
 
 use crate::bridge::Bridge;
 use crate::cli::{Cli, Command, ConnectArgs, StatusArgs};
-use crate::report::{say, warn};
+use crate::report::{fail, say, warn};
 use crate::settings::Settings;
 use crate::tap::{TapIo, TunTap};
 use crate::trust::Trust;
 
 fn main() -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("VNIC_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-    let cli = Cli::parse();
+    // The long --version and the hidden `generate man|completions` (for
+    // packagers) come from cli_support, shared with vhub.
+    let matches = cli_support::command(Cli::command(), &[]).get_matches();
+    if let Some(code) = cli_support::generate::run_if_asked(&matches, Cli::command()) {
+        return code;
+    }
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // Text: the lines of `report` are the output, tracing's only with
+    // VNIC_LOG. JSON: tracing's events are the output, from INFO up.
+    let json = cli.log_format == LogFormat::Json;
+    report::human_lines(!json);
+    let default_filter = if json { "info" } else { "off" };
+    cli_support::log::init(cli.log_format, "VNIC_LOG", default_filter);
     match cli.command {
         Command::Connect(args) => connect(&args),
         Command::Status(args) => status(&args),
@@ -58,18 +66,21 @@ fn connect(args: &ConnectArgs) -> ExitCode {
         Ok(s) => s,
         Err(problems) => {
             for p in problems {
-                eprintln!("vnic: {p}");
+                fail(p);
             }
             return ExitCode::from(2);
         }
     };
+    // Every event from here on carries the hub, user, TAP and session.
+    let span = report::connect_span(&settings);
+    let _in_span = span.enter();
     let verify = settings.trust.verify(&settings.url.host_port());
     let identity = match &settings.client_cert {
         None => None,
         Some((cert, key)) => match certs::load(cert, key) {
             Ok(id) => Some(id),
             Err(e) => {
-                eprintln!("vnic: client certificate: {e}");
+                fail(format!("client certificate: {e}"));
                 return ExitCode::from(2);
             }
         },
@@ -78,7 +89,7 @@ fn connect(args: &ConnectArgs) -> ExitCode {
     {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("vnic: TLS setup: {e}");
+            fail(format!("TLS setup: {e}"));
             return ExitCode::from(2);
         }
     };
@@ -96,7 +107,7 @@ fn connect(args: &ConnectArgs) -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("vnic: cannot start the runtime: {e}");
+            fail(format!("cannot start the runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };

@@ -24,12 +24,31 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(30);
 pub const DEFAULT_ICMP_INTERVAL: Duration = Duration::from_secs(5);
+/// How often a client on another hub than the first tries the first again.
+pub const DEFAULT_FAILBACK: Duration = Duration::from_secs(60);
+
+/// In which order `vnic` tries several hubs (`--hub-order`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum HubOrder {
+    /// As given: the first is the primary, the others stand by. Every
+    /// client with the same list lands on the same hub, which is what a
+    /// LAN needs (a virtual hub is one broadcast domain in one process).
+    #[default]
+    Ordered,
+    /// Shuffled once at start (then kept, failback included): clients
+    /// spread over the hubs, and so does the reconnect storm when one
+    /// dies. Only for clients that need not see each other (each hub
+    /// has what they talk to).
+    Random,
+}
 
 /// The TOML config file: the same settings as the flags, all optional.
 #[derive(Debug, Default, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct FileConfig {
-    pub url: Option<String>,
+    /// One URL, or a list (failover candidates).
+    pub url: Option<Urls>,
     pub user: Option<String>,
     /// Relative to the config file's directory.
     pub password_file: Option<PathBuf>,
@@ -59,6 +78,18 @@ pub struct FileConfig {
     pub icmp_interval: Option<Duration>,
     pub status_file: Option<PathBuf>,
     pub offload: Option<bool>,
+    pub hub_order: Option<HubOrder>,
+    /// A duration or "off".
+    pub failback: Option<String>,
+    pub arp_suppression: Option<bool>,
+}
+
+/// `url` in the file: `url = "https://…"` or `url = ["https://…", …]`.
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum Urls {
+    One(String),
+    Many(Vec<String>),
 }
 
 /// `max_retries` in the file: a number or "unlimited".
@@ -107,7 +138,17 @@ pub struct IcmpSettings {
 /// Everything `vnic connect` runs with.
 #[derive(Clone, Debug)]
 pub struct Settings {
+    /// The first hub given (the primary with `--hub-order ordered`).
     pub url: HubUrl,
+    /// More hubs to fail over to, in the order given.
+    pub failover: Vec<HubUrl>,
+    pub hub_order: HubOrder,
+    /// On another hub than the first, try the first again this often;
+    /// `None`: stay (`--failback off`).
+    pub failback: Option<Duration>,
+    /// Answer the host's neighbour requests from vnic's table while the
+    /// link is down (`--no-arp-suppression` turns it off).
+    pub arp_suppression: bool,
     pub credentials: Option<Credentials>,
     /// A client certificate and its key (PEM files) to log in with.
     pub client_cert: Option<(PathBuf, PathBuf)>,
@@ -127,6 +168,26 @@ pub struct Settings {
     /// Segmentation offload on the TAP and in the session (`--no-offload`
     /// turns it off).
     pub offload: bool,
+}
+
+impl Settings {
+    /// Every hub, in the order given: [`url`](Self::url) first.
+    pub fn hubs(&self) -> Vec<HubUrl> {
+        std::iter::once(self.url.clone())
+            .chain(self.failover.iter().cloned())
+            .collect()
+    }
+}
+
+fn parse_failback(s: &str) -> Result<Option<Duration>, String> {
+    match s.trim() {
+        "off" | "never" | "no" => Ok(None),
+        d => match crate::units::parse_duration(d) {
+            Ok(d) if d >= Duration::from_secs(1) => Ok(Some(d)),
+            Ok(_) => Err(format!("--failback {s:?}: at least 1s, or \"off\"")),
+            Err(e) => Err(format!("--failback: {e}, or \"off\"")),
+        },
+    }
 }
 
 fn parse_max_retries(s: &str) -> Result<Option<u32>, String> {
@@ -202,7 +263,7 @@ impl Settings {
             file,
             problems: Vec::new(),
         };
-        let url = m.url();
+        let urls = m.urls();
         let client_cert = m.client_cert();
         let credentials = m.credentials(client_cert.is_some());
         let tap = m.tap();
@@ -217,10 +278,18 @@ impl Settings {
         let icmp = m.icmp();
         let status_file = m.status_file(&tap, &env, uid);
         let offload = !args.no_offload && m.file.offload.unwrap_or(true);
+        let hub_order = args.hub_order.or(m.file.hub_order).unwrap_or_default();
+        let failback = m.failback();
+        let arp_suppression = !args.no_arp_suppression && m.file.arp_suppression.unwrap_or(true);
 
-        match url {
+        let mut urls = urls.into_iter();
+        match urls.next() {
             Some(url) if m.problems.is_empty() => Ok(Settings {
                 url,
+                failover: urls.collect(),
+                hub_order,
+                failback,
+                arp_suppression,
                 credentials,
                 client_cert,
                 tap,
@@ -257,15 +326,47 @@ impl Merge<'_> {
         self.problems.push(e);
     }
 
-    /// The hub's URL; the only setting with no default.
-    fn url(&mut self) -> Option<HubUrl> {
-        match self.args.url.clone().or(self.file.url.take()) {
-            Some(u) => u.parse::<HubUrl>().map_err(|e| self.problem(e)).ok(),
-            None => {
-                self.problem(
-                    "no hub given: vnic connect https://HOST:PORT/HUB (or url = \"…\" in the config file)"
-                        .into(),
-                );
+    /// The hubs' URLs, in the order given (the flags' replace the
+    /// file's); the only setting with no default. Each is checked; the
+    /// same hub twice is a mistake worth saying.
+    fn urls(&mut self) -> Vec<HubUrl> {
+        let given = if self.args.urls.is_empty() {
+            match self.file.url.take() {
+                Some(Urls::One(u)) => vec![u],
+                Some(Urls::Many(v)) => v,
+                None => Vec::new(),
+            }
+        } else {
+            self.args.urls.clone()
+        };
+        let mut urls: Vec<HubUrl> = Vec::new();
+        for u in given.iter().map(|u| u.trim()).filter(|u| !u.is_empty()) {
+            match u.parse::<HubUrl>() {
+                Ok(url) if urls.contains(&url) => {
+                    self.problem(format!("hub {url} is given twice"));
+                }
+                Ok(url) => urls.push(url),
+                Err(e) => self.problem(e),
+            }
+        }
+        if given.is_empty() {
+            self.problem(
+                "no hub given: vnic connect https://HOST:PORT/HUB [more hubs to fail over to] \
+                 (or url = \"…\" in the config file)"
+                    .into(),
+            );
+        }
+        urls
+    }
+
+    /// The failback interval, or `None` for "off".
+    fn failback(&mut self) -> Option<Duration> {
+        let s = self.args.failback.clone().or(self.file.failback.take());
+        match s.as_deref().map(parse_failback) {
+            None => Some(DEFAULT_FAILBACK),
+            Some(Ok(d)) => d,
+            Some(Err(e)) => {
+                self.problem(e);
                 None
             }
         }
@@ -561,7 +662,7 @@ mod tests {
 
     fn args(url: &str) -> ConnectArgs {
         ConnectArgs {
-            url: Some(url.into()),
+            urls: vec![url.into()],
             ..ConnectArgs::default()
         }
     }
@@ -588,6 +689,55 @@ mod tests {
         assert_eq!(s.status_file, PathBuf::from("/tmp/vnic-1000/vnic0.json"));
         assert!(s.credentials.is_none());
         assert!(s.icmp.is_none());
+        assert!(s.failover.is_empty());
+        assert_eq!(s.hub_order, HubOrder::Ordered);
+        assert_eq!(s.failback, Some(Duration::from_secs(60)));
+        assert!(s.arp_suppression);
+    }
+
+    #[test]
+    fn several_hubs_from_flags_or_the_file() {
+        let a = ConnectArgs {
+            urls: vec!["https://h1:8443/A".into(), "h2/A".into()],
+            failback: Some("off".into()),
+            no_arp_suppression: true,
+            ..ConnectArgs::default()
+        };
+        let s = Settings::resolve_with(&a, FileConfig::default(), no_env, 0).unwrap();
+        let hubs: Vec<String> = s.hubs().iter().map(|h| h.to_string()).collect();
+        assert_eq!(hubs, ["https://h1:8443/A", "https://h2:443/A"]);
+        assert_eq!(s.failback, None);
+        assert!(!s.arp_suppression);
+        let file: FileConfig = toml::from_str(
+            r#"
+url = ["https://h1/A", "https://h2/A"]
+hub_order = "random"
+failback = "5m"
+arp_suppression = false
+"#,
+        )
+        .unwrap();
+        let s = Settings::resolve_with(&ConnectArgs::default(), file, no_env, 0).unwrap();
+        assert_eq!(s.failover.len(), 1);
+        assert_eq!(s.hub_order, HubOrder::Random);
+        assert_eq!(s.failback, Some(Duration::from_secs(300)));
+        assert!(!s.arp_suppression);
+        // The flags' list replaces the file's.
+        let file: FileConfig = toml::from_str(r#"url = ["https://h1/A", "https://h2/A"]"#).unwrap();
+        let s = Settings::resolve_with(&args("https://h3/A"), file, no_env, 0).unwrap();
+        assert_eq!((s.url.host.as_str(), s.failover.len()), ("h3", 0));
+        // The same hub twice, a bad one, a bad failback: all reported.
+        let a = ConnectArgs {
+            urls: vec!["https://h1/A".into(), "h1:443/A".into(), "ftp://x".into()],
+            failback: Some("5".into()),
+            ..ConnectArgs::default()
+        };
+        let all = Settings::resolve_with(&a, FileConfig::default(), no_env, 0)
+            .unwrap_err()
+            .join("\n");
+        for needle in ["given twice", "only https", "--failback"] {
+            assert!(all.contains(needle), "{needle:?} missing in:\n{all}");
+        }
     }
 
     #[test]
@@ -631,7 +781,7 @@ icmp_keepalive = "10.77.0.1"
     #[test]
     fn every_problem_is_reported() {
         let a = ConnectArgs {
-            url: Some("http://h/A".into()),
+            urls: vec!["http://h/A".into()],
             user: Some("alice".into()),
             pin: Some("nope".into()),
             insecure: true,

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::lan::IcmpStats;
+use crate::suppress::SuppressStats;
 use crate::units::{fmt_bytes, fmt_duration};
 
 /// What a client tells about itself. Counters add up over every session
@@ -19,7 +20,17 @@ use crate::units::{fmt_bytes, fmt_duration};
 pub struct Status {
     pub pid: u32,
     pub tap: String,
+    /// The hub the client is on (or trying to get back to).
     pub hub: String,
+    /// Every hub it may use, in the order it tries them.
+    pub hubs: Vec<String>,
+    /// Sessions established on another hub than the one before (failover
+    /// and failback).
+    pub failovers: u64,
+    /// When the last of them was (seconds since the Unix epoch), and the
+    /// hub it left.
+    pub failed_over_at: Option<u64>,
+    pub failed_over_from: Option<String>,
     pub relay: String,
     /// `connecting`, `connected`, `reconnecting`, `closed`.
     pub state: String,
@@ -71,6 +82,8 @@ pub struct Status {
     pub new_sessions: u64,
     pub link_deaths: u64,
     pub icmp: Option<IcmpStats>,
+    /// ARP suppression (none when turned off).
+    pub neighbours: Option<SuppressStats>,
 }
 
 impl Status {
@@ -87,6 +100,9 @@ impl Status {
         }
         if let Some(r) = self.rtt_ms {
             let _ = write!(s, ", rtt {r:.1} ms");
+        }
+        if self.failovers > 0 {
+            let _ = write!(s, ", failovers {}", self.failovers);
         }
         let _ = write!(
             s,
@@ -109,6 +125,16 @@ impl Status {
     pub fn table(&self, running: bool) -> String {
         let mut rows = self.connection_rows(running);
         rows.extend(self.traffic_rows());
+        if let Some(n) = &self.neighbours {
+            rows.push((
+                "neighbours",
+                format!(
+                    "{} known; answered while down: {} ARP, {} ND, {} unknown \
+                     (evicted {}, aged out {})",
+                    n.entries, n.arp_answered, n.nd_answered, n.unknown, n.evicted, n.aged_out
+                ),
+            ));
+        }
         if let Some(i) = &self.icmp {
             rows.push((
                 "icmp keep-alive",
@@ -131,11 +157,16 @@ impl Status {
         } else {
             format!("{} (not running: pid {} is gone)", self.state, self.pid)
         };
-        vec![
+        let mut rows = vec![
             ("device", self.tap.clone()),
             ("state", state),
             ("", self.detail.clone()),
             ("hub", self.hub.clone()),
+        ];
+        if self.hubs.len() > 1 {
+            rows.push(("failover", self.failover_text()));
+        }
+        rows.extend([
             ("relay", self.relay.clone()),
             (
                 "session",
@@ -143,7 +174,31 @@ impl Status {
             ),
             ("tls", self.tls.clone().unwrap_or_else(|| "-".into())),
             ("offload", self.offload_text()),
-        ]
+        ]);
+        rows
+    }
+
+    /// Which of the hubs, and when it last moved (with several hubs).
+    fn failover_text(&self) -> String {
+        let k = self
+            .hubs
+            .iter()
+            .position(|h| *h == self.hub)
+            .map_or(0, |k| k + 1);
+        let mut s = format!("hub {k} of {} ({})", self.hubs.len(), self.hubs.join(", "));
+        match (self.failed_over_at, &self.failed_over_from) {
+            (Some(at), Some(from)) => {
+                let ago = Duration::from_secs(self.updated_at.saturating_sub(at));
+                let _ = write!(
+                    s,
+                    "; {} failover(s), the last {} ago, from {from}",
+                    self.failovers,
+                    fmt_duration(ago)
+                );
+            }
+            _ => s.push_str("; no failover yet"),
+        }
+        s
     }
 
     /// Offload on, or off with the frames vnic had to cut itself (the cost
@@ -322,6 +377,32 @@ mod tests {
             "{t}"
         );
         assert!(back.table(false).contains("not running"));
+        assert!(!t.contains("failover"), "one hub: {t}");
+        // Several hubs: which one, and the last move.
+        let moved = Status {
+            hubs: vec!["https://h:8443/A".into(), "https://h2:8443/A".into()],
+            hub: "https://h2:8443/A".into(),
+            failovers: 1,
+            failed_over_at: Some(1_000),
+            failed_over_from: Some("https://h:8443/A".into()),
+            updated_at: 1_012,
+            neighbours: Some(SuppressStats {
+                entries: 3,
+                arp_answered: 4,
+                ..SuppressStats::default()
+            }),
+            ..s.clone()
+        };
+        let t = moved.table(true);
+        assert!(
+            t.contains("failover  hub 2 of 2 (https://h:8443/A, https://h2:8443/A); 1 failover(s), the last 12.0 s ago, from https://h:8443/A"),
+            "{t}"
+        );
+        assert!(
+            t.contains("neighbours  3 known; answered while down: 4 ARP"),
+            "{t}"
+        );
+        assert!(moved.line().contains(", failovers 1"), "{}", moved.line());
         let l = back.line();
         assert!(
             l.contains("session 0f1e2d3c") && l.contains("up 1m 05s"),

@@ -7,8 +7,8 @@
 //!          ──handle_link_down / handle_keepalive_dead / handle_refused ─────►  Supervisor
 //!          ──handle_session_expired / handle_closed / handle_net_changed ───►
 //!          ──handle_timeout(now) ───────────────────────────────────────────►
-//!   bridge ◄──poll_action(): Connect | DropLink | NewSession | Report
-//!                            | Wait(until) | GiveUp(outcome)
+//!   bridge ◄──poll_action(): Connect(hub) | DropLink | NewSession | MoveSession(hub)
+//!                            | Report | Wait(until) | GiveUp(outcome)
 //!   bridge ◄──poll_timeout(): when to call handle_timeout
 //! ```
 //!
@@ -29,7 +29,21 @@
 //! - a final answer — 401/403, an unknown hub (404), another protocol
 //!   version (426), a certificate that changed or does not verify, a relay
 //!   refusing our credentials — ends the client with [`Outcome`], never
-//!   retried (retries could lock an account).
+//!   retried (retries could lock an account);
+//! - with several hubs ([`Config::hubs`], in the order to try them): a
+//!   lost link is first retried on the hub of the session (a resume);
+//!   an attempt that fails (no TCP, no TLS, no answer, a retryable
+//!   refusal) moves on to the next hub at once, without backoff, and the
+//!   backoff only starts when every hub of the round failed; the next
+//!   round starts again with the session's hub. A link to another hub
+//!   than the session's asks for a new session there
+//!   ([`Action::MoveSession`]) instead of a resume it could only refuse;
+//! - failback ([`Config::failback`]): on a hub other than the first, the
+//!   first is tried again now and then, next to the live link; when it
+//!   answers, the client moves back to it (a new session). Without it a
+//!   client that failed over would stay on the second hub while clients
+//!   that start later join the first: two halves of one LAN that cannot
+//!   see each other.
 //!
 //! The lines it asks the bridge to print ([`Action::Report`],
 //! [`Action::Wait`], [`Action::GiveUp`]) are the user's view of these
@@ -83,8 +97,10 @@ impl Outcome {
 /// A connection attempt the bridge is asked to start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Attempt {
-    /// Tried next to a live but silent link after a network change; its
-    /// failure is no news.
+    /// The hub to dial: an index into [`Config::hubs`].
+    pub hub: usize,
+    /// Tried next to a live link (after a network change while the link
+    /// is silent, or a failback to the first hub); its failure is no news.
     pub probe: bool,
     /// 1 for the first try after a success (or ever), then 2, 3, …
     pub number: u32,
@@ -110,6 +126,10 @@ pub enum Action {
     /// Replace the session by a fresh one (the hub ended the old one):
     /// the next connection opens a new session.
     NewSession,
+    /// The link that just came up goes to another hub than the session's
+    /// (an index into [`Config::hubs`]): bind the session to that hub and
+    /// ask it for a new session (frames never sent are kept).
+    MoveSession { hub: usize },
     /// Print `line` and show `state` in the status.
     Report {
         state: &'static str,
@@ -137,12 +157,28 @@ enum LinkState {
 /// What the supervisor is told about the client it supervises.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The hub's URL as the user wrote it (for messages).
-    pub hub: String,
-    /// Failed attempts in a row before giving up; `None`: never.
+    /// The hubs' URLs (for messages), in the order to try them; at least
+    /// one. The first is the one to be on (failback returns to it).
+    pub hubs: Vec<String>,
+    /// Failed rounds (one attempt per hub) in a row before giving up;
+    /// `None`: never.
     pub max_retries: Option<u32>,
     /// A client certificate is used (the advice after a 401 names it).
     pub with_cert: bool,
+    /// On another hub than the first, try the first again after this
+    /// long (and as often); `None`: stay where it is.
+    pub failback: Option<Duration>,
+}
+
+/// What [`Supervisor::handle_established`] tells the bridge about the
+/// session just established.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settled {
+    /// How long the client had no session: from the loss of the last one
+    /// (if one was lost) to now.
+    pub outage: Option<Duration>,
+    /// The session is on another hub than the last one: the hub it left.
+    pub moved_from: Option<usize>,
 }
 
 /// The reconnect decisions of one client (see the module doc).
@@ -158,14 +194,26 @@ pub struct Supervisor {
     ever_established: bool,
     /// When the established link was lost (for the outage of a resume).
     lost_at: Option<Instant>,
+    /// The hub the next attempt (not a probe) goes to.
+    current: usize,
+    /// The hub the session is bound to (its token, if it has one, is
+    /// that hub's).
+    session_hub: usize,
+    /// The hub of the last session established, if any.
+    last_hub: Option<usize>,
+    /// Hubs that failed in this round before `current`.
+    tried: usize,
+    /// When to try the first hub again (on another one, link up).
+    failback_at: Option<Instant>,
     /// Gave up: every later input is ignored.
     done: bool,
     actions: VecDeque<Action>,
 }
 
 impl Supervisor {
-    /// A supervisor whose first action is to connect.
+    /// A supervisor whose first action is to connect to the first hub.
     pub fn new(config: Config, backoff: Backoff) -> Self {
+        assert!(!config.hubs.is_empty(), "at least one hub");
         let mut s = Self {
             config,
             backoff,
@@ -174,6 +222,11 @@ impl Supervisor {
             retry_at: None,
             ever_established: false,
             lost_at: None,
+            current: 0,
+            session_hub: 0,
+            last_hub: None,
+            tried: 0,
+            failback_at: None,
             done: false,
             actions: VecDeque::new(),
         };
@@ -190,13 +243,28 @@ impl Supervisor {
         self.actions.pop_front()
     }
 
-    /// When [`handle_timeout`](Self::handle_timeout) has something to do:
-    /// a retry that is due, and no attempt in flight.
+    /// When [`handle_timeout`](Self::handle_timeout) has something to do
+    /// (no attempt in flight): a retry that is due, or a failback.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match (self.done, self.attempt) {
-            (false, None) => self.retry_at,
+            (false, None) => match (self.retry_at, self.failback_due()) {
+                (Some(r), Some(f)) => Some(r.min(f)),
+                (r, f) => r.or(f),
+            },
             _ => None,
         }
+    }
+
+    /// The failback time, while it applies (a live link on another hub).
+    fn failback_due(&self) -> Option<Instant> {
+        self.failback_at
+            .filter(|_| self.link == LinkState::Established)
+    }
+
+    /// The hub the session is bound to (an index into [`Config::hubs`]).
+    #[cfg(test)]
+    pub fn session_hub(&self) -> usize {
+        self.session_hub
     }
 
     /// A session was established at least once (a later one is "a new
@@ -215,22 +283,50 @@ impl Supervisor {
     // Inputs
     // ------------------------------------------------------------------
 
-    /// Timers: a retry that is due starts.
+    /// Timers: a retry that is due starts; so does a failback probe.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.done || self.attempt.is_some() {
             return;
         }
         if self.retry_at.is_some_and(|r| r <= now) {
             self.connect(false);
+        } else if self.failback_due().is_some_and(|f| f <= now) {
+            self.failback_at = None;
+            tracing::info!(
+                "on {}: trying {} again (failback)",
+                self.config.hubs[self.session_hub],
+                self.config.hubs[0]
+            );
+            self.connect_to(0, true);
         }
     }
 
     /// The attempt in flight produced a link (TLS done, certificate
     /// trusted); the session's handshake starts on it. A link that was
-    /// still there (a probe won) has been replaced.
+    /// still there (a probe won) has been replaced. A link to another
+    /// hub than the session's moves the session there.
     pub fn handle_connected(&mut self, _now: Instant) {
-        self.attempt = None;
+        let attempt = self.attempt.take();
         self.link = LinkState::Handshaking;
+        self.failback_at = None;
+        let Some(a) = attempt else { return };
+        self.current = a.hub;
+        if a.hub == self.session_hub {
+            return;
+        }
+        let from = self.session_hub;
+        self.session_hub = a.hub;
+        self.actions.push_back(Action::MoveSession { hub: a.hub });
+        if a.probe && !self.done {
+            self.report(
+                "reconnecting",
+                Level::Say,
+                format!(
+                    "{} answers again: moving back to it from {} (a new session)",
+                    self.config.hubs[a.hub], self.config.hubs[from]
+                ),
+            );
+        }
     }
 
     /// The attempt in flight failed before TLS was up.
@@ -240,7 +336,8 @@ impl Supervisor {
             return;
         }
         if e.is_final() {
-            let msg = format!("cannot connect to {}: {e}", self.config.hub);
+            let hub = attempt.map_or(self.current, |a| a.hub);
+            let msg = format!("cannot connect to {}: {e}", self.config.hubs[hub]);
             self.give_up(match e {
                 LinkError::Relay(_) => Outcome::Refused(msg),
                 LinkError::Tls(
@@ -252,26 +349,42 @@ impl Supervisor {
             });
             return;
         }
-        if attempt.is_some_and(|a| a.probe) && self.link != LinkState::Down {
-            tracing::info!("probe connection failed: {e}");
+        if let Some(a) = attempt.filter(|a| a.probe && self.link != LinkState::Down) {
+            tracing::info!(
+                "probe connection to {} failed: {e}",
+                self.config.hubs[a.hub]
+            );
+            if a.hub != self.session_hub {
+                self.schedule_failback(now);
+            }
             return;
         }
         self.handle_attempt_failed(now, e.to_string(), Duration::ZERO);
     }
 
     /// The session is established on the current link (new or resumed).
-    /// Returns how long the link was down, for a resume after a loss.
-    pub fn handle_established(&mut self, now: Instant, resumed: bool) -> Option<Duration> {
+    pub fn handle_established(&mut self, now: Instant, _resumed: bool) -> Settled {
         self.link = LinkState::Established;
         self.backoff.reset();
         self.retry_at = None;
+        self.tried = 0;
         self.ever_established = true;
-        let lost_at = self.lost_at.take();
-        if resumed {
-            lost_at.map(|l| now - l)
-        } else {
-            None
+        let moved_from = self.last_hub.filter(|h| *h != self.session_hub);
+        self.last_hub = Some(self.session_hub);
+        self.schedule_failback(now);
+        Settled {
+            outage: self.lost_at.take().map(|l| now - l),
+            moved_from,
         }
+    }
+
+    /// On another hub than the first with failback on: try the first
+    /// again after the interval.
+    fn schedule_failback(&mut self, now: Instant) {
+        self.failback_at = match self.config.failback {
+            Some(d) if self.session_hub != 0 => Some(now + d),
+            _ => None,
+        };
     }
 
     /// The link broke (reset, end of file, a TLS or write error). The
@@ -284,6 +397,7 @@ impl Supervisor {
         }
         if had_session {
             self.lost_at = Some(now);
+            self.failback_at = None;
             self.report(
                 "reconnecting",
                 Level::Warn,
@@ -292,7 +406,10 @@ impl Supervisor {
             match &mut self.attempt {
                 None => self.connect(false),
                 // A probe is already on its way: it becomes the reconnection.
-                Some(a) => a.probe = false,
+                Some(a) => {
+                    a.probe = false;
+                    self.current = a.hub;
+                }
             }
         } else if self.attempt.is_none() {
             self.handle_attempt_failed(now, why, Duration::ZERO);
@@ -319,13 +436,44 @@ impl Supervisor {
         }
     }
 
-    /// An attempt failed (or a link died before its session was up):
-    /// wait at least `retry_after`, then try again — unless the retries
-    /// are used up.
+    /// An attempt failed (or a link died before its session was up): the
+    /// next hub of the round is tried at once; when every hub of the round
+    /// failed, wait at least `retry_after`, then start the next round with
+    /// the session's hub — unless the retries are used up.
     pub fn handle_attempt_failed(&mut self, now: Instant, why: String, retry_after: Duration) {
         if self.done {
             return;
         }
+        let n = self.config.hubs.len();
+        if self.tried + 1 < n {
+            self.tried += 1;
+            self.current = (self.current + 1) % n;
+            let state = if self.ever_established {
+                "reconnecting"
+            } else {
+                "connecting"
+            };
+            self.report(
+                state,
+                Level::Warn,
+                format!(
+                    "{why}; trying {} now (hub {} of {n})",
+                    self.config.hubs[self.current],
+                    self.current + 1
+                ),
+            );
+            self.connect(false);
+            return;
+        }
+        // A round is over: every hub failed. The next starts where a
+        // resume is possible.
+        self.tried = 0;
+        self.current = self.session_hub;
+        let why = if n > 1 {
+            format!("{why}; none of the {n} hubs answered")
+        } else {
+            why
+        };
         let failures = self.backoff.failures() + 1;
         if let Some(max) = self.config.max_retries {
             if failures > max {
@@ -386,6 +534,7 @@ impl Supervisor {
             self.actions.push_back(Action::DropLink);
             self.link = LinkState::Down;
             if self.attempt.is_none() {
+                // The hub answered: it is up, and where the order put us.
                 self.connect(false);
             }
         }
@@ -420,6 +569,7 @@ impl Supervisor {
         self.actions.push_back(Action::DropLink);
         self.actions.push_back(Action::NewSession);
         self.link = LinkState::Down;
+        self.failback_at = None;
         self.lost_at = Some(now);
         self.report(
             "reconnecting",
@@ -451,13 +601,21 @@ impl Supervisor {
 
     // ------------------------------------------------------------------
 
+    /// An attempt on the current hub.
     fn connect(&mut self, probe: bool) {
-        self.retry_at = None;
+        self.connect_to(self.current, probe);
+    }
+
+    fn connect_to(&mut self, hub: usize, probe: bool) {
+        if !probe {
+            self.retry_at = None;
+        }
         let failures = self.backoff.failures();
         let a = Attempt {
+            hub,
             probe,
             number: failures + 1,
-            first: !probe && !self.ever_established && failures == 0,
+            first: !probe && !self.ever_established && failures == 0 && self.tried == 0,
         };
         self.attempt = Some(a);
         self.actions.push_back(Action::Connect(a));

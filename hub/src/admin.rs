@@ -19,6 +19,10 @@
 //! Requests: `{"cmd":"sessions"}`, `{"cmd":"macs"}`, `{"cmd":"hubs"}`,
 //! `{"cmd":"kick","session":"ID"}`, `{"cmd":"reload"}`. Answers:
 //! `{"ok":true,…}` or `{"ok":false,"error":"…"}`.
+//!
+//! `{"cmd":"capture","hub":"H"[,"session":"ID","count":N,"snaplen":N,"filter":"BPF"]}`
+//! answers one line, then (if ok) streams pcapng on the same connection
+//! until the count is reached or the client hangs up ([`crate::capture`]).
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -30,9 +34,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use switch_core::fabric::PortKind;
 use switch_core::wire::CloseCode;
 use tracing::{info, warn};
 
+use crate::capture;
 use crate::switchboard::{Control, Switchboard};
 
 /// One session, as `vhub ctl sessions` shows it.
@@ -61,7 +67,8 @@ pub struct SessionInfo {
 pub struct MacInfo {
     pub hub: String,
     pub mac: String,
-    /// The session behind the port, or `?` if it ended a moment ago.
+    /// The session behind the port, `bridge:<interface>` for a MAC behind
+    /// the hub's local bridge, or `?` if its port ended a moment ago.
     pub session: String,
     pub age_seconds: u32,
 }
@@ -76,6 +83,29 @@ pub struct HubInfo {
     pub sessions: i64,
     pub detached: i64,
     pub macs: usize,
+    /// The hub's local bridge to a host network, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bridge: Option<BridgeInfo>,
+}
+
+/// A virtual hub's local bridge, as `vhub ctl hubs` shows it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BridgeInfo {
+    /// The Linux bridge.
+    pub interface: String,
+    /// The hub's TAP device on it.
+    pub tap: String,
+    pub mode: String,
+    /// `up`, `waiting: …` (the Linux bridge is missing), `down: …`.
+    pub state: String,
+    pub shard: u16,
+    /// MACs learned behind the bridge, and its cap.
+    pub macs: usize,
+    pub max_macs: u32,
+    /// Frames from the host network, to it, and dropped on the way to it.
+    pub frames_in: u64,
+    pub frames_out: u64,
+    pub dropped: u64,
 }
 
 /// What a reload did, or why it was refused.
@@ -100,8 +130,22 @@ pub enum Request {
     Sessions,
     Macs,
     Hubs,
-    Kick { session: String },
+    Kick {
+        session: String,
+    },
     Reload,
+    /// Streams pcapng after a one-line answer (see [`crate::capture`]).
+    Capture {
+        hub: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        count: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        snaplen: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        filter: Option<String>,
+    },
 }
 
 /// Runs a reload (owned by `main`, which knows the config file and flags).
@@ -144,12 +188,21 @@ pub fn macs(sb: &Switchboard) -> Vec<MacInfo> {
     let mut out = Vec::new();
     for h in &sb.hubs {
         let fabric = h.fabric.lock();
+        let bridge = h
+            .bridge
+            .lock()
+            .as_ref()
+            .map(|b| b.settings.interface.clone());
         for (mac, port, age) in fabric.entries(now) {
-            let session = fabric
-                .port(port)
-                .and_then(|p| ids.get(&(p.loc.shard, p.loc.slot)))
-                .cloned()
-                .unwrap_or_else(|| "?".into());
+            let session = match fabric.port(port) {
+                Some(p) if p.kind == PortKind::Bridge => {
+                    format!("bridge:{}", bridge.as_deref().unwrap_or("?"))
+                }
+                p => p
+                    .and_then(|p| ids.get(&(p.loc.shard, p.loc.slot)))
+                    .cloned()
+                    .unwrap_or_else(|| "?".into()),
+            };
             out.push(MacInfo {
                 hub: h.name().to_owned(),
                 mac: mac.to_string(),
@@ -167,15 +220,50 @@ pub fn hubs(sb: &Switchboard) -> Vec<HubInfo> {
     sb.hubs
         .iter()
         .filter(|h| h.in_use())
-        .map(|h| HubInfo {
-            name: h.name().to_owned(),
-            enabled: h.enabled.load(Ordering::Acquire),
-            anonymous: h.anonymous.load(Ordering::Relaxed),
-            sessions: sb.metrics.sessions_by_hub[h.index].load(Ordering::Relaxed),
-            detached: sb.metrics.detached_by_hub[h.index].load(Ordering::Relaxed),
-            macs: h.fabric.lock().mac_count(),
+        .map(|h| {
+            // Before the MAC count: both take the fabric lock, one at a time.
+            let bridge = bridge_info(h);
+            let macs = h.fabric.lock().mac_count();
+            HubInfo {
+                name: h.name().to_owned(),
+                enabled: h.enabled.load(Ordering::Acquire),
+                anonymous: h.anonymous.load(Ordering::Relaxed),
+                sessions: sb.metrics.sessions_by_hub[h.index].load(Ordering::Relaxed),
+                detached: sb.metrics.detached_by_hub[h.index].load(Ordering::Relaxed),
+                macs,
+                bridge,
+            }
         })
         .collect()
+}
+
+/// A hub's local bridge: settings, state, counters, and the MACs behind
+/// its port (one look at the fabric, under its lock).
+fn bridge_info(h: &crate::switchboard::VirtualHub) -> Option<BridgeInfo> {
+    let b = h.bridge.lock().clone()?;
+    let macs = {
+        let fabric = h.fabric.lock();
+        fabric
+            .ports()
+            .filter(|(_, p)| p.kind == PortKind::Bridge)
+            .map(|(id, _)| fabric.port_mac_count(id))
+            .sum()
+    };
+    let (frames_in, frames_out, dropped) = b.counters();
+    let state = b.state.lock().clone();
+    let s = &b.settings;
+    Some(BridgeInfo {
+        interface: s.interface.clone(),
+        tap: s.tap.clone(),
+        mode: s.mode.as_str().into(),
+        state,
+        shard: b.shard,
+        macs,
+        max_macs: s.max_macs,
+        frames_in,
+        frames_out,
+        dropped,
+    })
 }
 
 /// Ends the session whose id (or a longer hex prefix of its token) is
@@ -232,6 +320,9 @@ pub fn handle(sb: &Switchboard, reload: &ReloadFn, line: &str) -> serde_json::Va
             Ok(id) => json!({"ok": true, "kicked": id}),
             Err(e) => json!({"ok": false, "error": e}),
         },
+        Request::Capture { .. } => {
+            json!({"ok": false, "error": "a capture streams: it needs a connection of its own"})
+        }
         Request::Reload => {
             let r = reload();
             let mut v = serde_json::to_value(&r).unwrap_or_default();
@@ -369,6 +460,22 @@ fn serve_conn(conn: UnixStream, sb: &Switchboard, reload: &ReloadFn) {
         }
         let answer = if line.len() as u64 > MAX_REQUEST {
             serde_json::json!({"ok": false, "error": "request too long"})
+        } else if let Ok(Request::Capture {
+            hub,
+            session,
+            count,
+            snaplen,
+            filter,
+        }) = serde_json::from_str(line.trim())
+        {
+            let req = capture::Request {
+                hub,
+                session,
+                count,
+                snaplen,
+                filter,
+            };
+            return serve_capture(sb, &req, out);
         } else {
             handle(sb, reload, line.trim())
         };
@@ -380,8 +487,80 @@ fn serve_conn(conn: UnixStream, sb: &Switchboard, reload: &ReloadFn) {
     }
 }
 
+/// `{"cmd":"capture",…}`: one answer line, then pcapng until the count is
+/// reached or the reader hangs up.
+fn serve_capture(sb: &Switchboard, req: &capture::Request, mut out: UnixStream) {
+    let mut running = match capture::start(sb, req) {
+        Ok(r) => r,
+        Err(e) => {
+            let answer = serde_json::json!({"ok": false, "error": e});
+            let _ = writeln!(out, "{answer}");
+            return;
+        }
+    };
+    if writeln!(out, "{}", serde_json::json!({"ok": true})).is_err() {
+        return;
+    }
+    info!(hub = %req.hub, session = ?req.session, filter = ?req.filter, "capture started");
+    let end = running.stream(sb, out);
+    info!(
+        hub = %req.hub,
+        frames = running.written,
+        dropped = running.dropped(),
+        "capture ended ({})",
+        match end {
+            capture::End::Count => "count reached",
+            capture::End::Reader => "the reader went away",
+        }
+    );
+}
+
 /// Client side: sends one request and reads one answer line.
 pub fn request(path: &Path, req: &Request) -> Result<serde_json::Value, ClientError> {
+    // A reload reads the users file and may take a moment; sessions wait
+    // for every shard.
+    let (answer, _) = send(path, req, Some(Duration::from_secs(60)))?;
+    Ok(answer)
+}
+
+/// Client side of a capture: sends the request, reads the answer line and,
+/// if it says ok, copies the stream that follows into `sink` (flushed after
+/// each read, so a pipe reader sees frames at once) until the hub ends it.
+pub fn request_stream(
+    path: &Path,
+    req: &Request,
+    sink: &mut dyn Write,
+) -> Result<serde_json::Value, ClientError> {
+    let (answer, mut reader) = send(path, req, None)?;
+    if answer["ok"].as_bool() != Some(true) {
+        return Ok(answer);
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match std::io::Read::read(&mut reader, &mut buf) {
+            Ok(0) => return Ok(answer),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(ClientError::Io(path.to_owned(), e)),
+        };
+        if let Err(e) = sink.write_all(&buf[..n]).and_then(|()| sink.flush()) {
+            // The reader of our output went away (tcpdump -c, a closed
+            // pipe): that ends the capture, not an error.
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                return Ok(answer);
+            }
+            return Err(ClientError::Output(e));
+        }
+    }
+}
+
+/// Connects, sends `req` and reads the answer line; returns it with the
+/// reader (positioned after the line).
+fn send(
+    path: &Path,
+    req: &Request,
+    timeout: Option<Duration>,
+) -> Result<(serde_json::Value, BufReader<UnixStream>), ClientError> {
     use std::io::ErrorKind;
     let mut s = UnixStream::connect(path).map_err(|e| match e.kind() {
         ErrorKind::NotFound => ClientError::NoSocket(path.to_owned()),
@@ -389,16 +568,15 @@ pub fn request(path: &Path, req: &Request) -> Result<serde_json::Value, ClientEr
         ErrorKind::PermissionDenied => ClientError::Permission(path.to_owned()),
         _ => ClientError::Io(path.to_owned(), e),
     })?;
-    // A reload reads the users file and may take a moment; sessions wait
-    // for every shard.
-    s.set_read_timeout(Some(Duration::from_secs(60)))
+    s.set_read_timeout(timeout)
         .map_err(|e| ClientError::Io(path.to_owned(), e))?;
     let mut text = serde_json::to_string(req).expect("a request serializes");
     text.push('\n');
     s.write_all(text.as_bytes())
         .map_err(|e| ClientError::Io(path.to_owned(), e))?;
     let mut line = String::new();
-    BufReader::new(s)
+    let mut reader = BufReader::new(s);
+    reader
         .read_line(&mut line)
         .map_err(|e| ClientError::Io(path.to_owned(), e))?;
     if line.is_empty() {
@@ -407,7 +585,8 @@ pub fn request(path: &Path, req: &Request) -> Result<serde_json::Value, ClientEr
             std::io::Error::new(ErrorKind::UnexpectedEof, "the hub closed the connection"),
         ));
     }
-    serde_json::from_str(&line).map_err(|e| ClientError::BadAnswer(e.to_string()))
+    let answer = serde_json::from_str(&line).map_err(|e| ClientError::BadAnswer(e.to_string()))?;
+    Ok((answer, reader))
 }
 
 /// Why `vhub ctl` could not talk to the hub.
@@ -425,4 +604,6 @@ pub enum ClientError {
     Io(PathBuf, std::io::Error),
     #[error("the hub sent an answer that is not JSON: {0}")]
     BadAnswer(String),
+    #[error("writing the capture: {0}")]
+    Output(std::io::Error),
 }

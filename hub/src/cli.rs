@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 /// vhub — a virtual Ethernet hub that virtual LAN cards (vnic) join over HTTPS.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about = None)]
+#[command(name = "vhub", version, about, long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -18,7 +18,8 @@ pub struct Cli {
 }
 
 // The server's settings as flags. `--config` and `--cert-dir` are global:
-// the subcommands read the same config file and certificate directory. (A
+// the subcommands read the same config file and certificate directory (and
+// log as `--log-format` says). (A
 // plain comment: a doc comment here would become clap help text.)
 #[derive(Args, Debug, Clone, Default)]
 pub struct ServeArgs {
@@ -47,6 +48,10 @@ pub struct ServeArgs {
     /// Allow the legacy RC4 presets (needs a build with --features legacy-ciphers).
     #[arg(long)]
     pub allow_legacy_ciphers: bool,
+    /// Log format on standard error: text (for people) or json (one object
+    /// per line, for log pipelines) [default: log_format from --config, else text].
+    #[arg(long, env = "VHUB_LOG_FORMAT", value_enum, global = true)]
+    pub log_format: Option<cli_support::LogFormat>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -95,6 +100,30 @@ pub enum CtlCmd {
     /// Re-read the config and users file; refused (nothing changes) if
     /// either has errors. Same as SIGHUP.
     Reload,
+    /// Stream the frames of a virtual hub as pcapng to standard output:
+    /// `vhub ctl capture DEFAULT | tcpdump -r - -n`, or
+    /// `| wireshark -k -i -`. One pcapng interface per session (named by
+    /// its ID). A reader that falls behind loses capture frames (counted
+    /// in vhub_capture_frames_total{result="dropped"}), never hub frames.
+    Capture {
+        /// The virtual hub.
+        hub: String,
+        /// Only what this session sends or receives (its ID from
+        /// `vhub ctl sessions`).
+        #[arg(long)]
+        session: Option<String>,
+        /// Stop after this many frames (`-c` is `--config` here).
+        #[arg(long)]
+        count: Option<u64>,
+        /// Bytes kept of each frame (64 to 262144).
+        #[arg(long, short = 's', default_value_t = 262_144,
+              value_parser = clap::value_parser!(u32).range(64..=262_144))]
+        snaplen: u32,
+        /// A pcap-filter(7) expression, as tcpdump takes it (e.g. "icmp or
+        /// arp"), compiled by libpcap.
+        #[arg(long, short = 'f')]
+        filter: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -158,4 +187,15 @@ pub enum CertCmd {
     },
     /// Show subject, SANs, fingerprint and expiry of the hub's certificate.
     Info,
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap's own checks of the definitions (duplicate flags, bad
+    /// defaults), which otherwise panic only when the subcommand is used.
+    #[test]
+    fn cli_definitions_are_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
-use hub::config::{Config, ConfigErrors, IoBackendSetting};
+use hub::config::{Config, ConfigErrors, IoBackendSetting, LogFormat};
 
 use crate::cli::ServeArgs;
 
@@ -48,6 +48,9 @@ pub fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
     if args.allow_legacy_ciphers {
         config.tls.allow_legacy = true;
     }
+    if let Some(f) = args.log_format {
+        config.log_format = f;
+    }
     let problems = config.validate();
     if !problems.is_empty() {
         let origin = args
@@ -58,6 +61,19 @@ pub fn load_config(args: &ServeArgs) -> anyhow::Result<Config> {
         bail!("{}", ConfigErrors::from_problems(&origin, problems));
     }
     Ok(config)
+}
+
+/// The log format, wanted before logging starts (and so before
+/// [`load_config`]): `--log-format` (or `VHUB_LOG_FORMAT`), else the config
+/// file's `log_format`, else text. A config file with problems gives text
+/// here; `load_config` then reports them.
+pub fn log_format(args: &ServeArgs) -> LogFormat {
+    args.log_format
+        .or_else(|| {
+            let path = args.config.as_deref()?;
+            Config::load(path).ok().map(|c| c.log_format)
+        })
+        .unwrap_or_default()
 }
 
 /// `vhub check-config FILE`: "OK" with the virtual hubs, or every problem

@@ -15,6 +15,9 @@ use crate::cli::{CtlArgs, CtlCmd, ServeArgs};
 /// hub refused the request.
 pub fn ctl(args: &ServeArgs, ctl: CtlArgs) -> anyhow::Result<ExitCode> {
     let path = ctl_socket(args, &ctl)?;
+    if let CtlCmd::Capture { .. } = ctl.cmd {
+        return capture(&path, &ctl.cmd);
+    }
     let answer = admin::request(&path, &ctl_request(&ctl.cmd))?;
     let ok = answer["ok"].as_bool() == Some(true);
     if ctl.json {
@@ -41,6 +44,7 @@ pub fn ctl(args: &ServeArgs, ctl: CtlArgs) -> anyhow::Result<ExitCode> {
             );
         }
         CtlCmd::Reload => print_reload(&serde_json::from_value(answer)?),
+        CtlCmd::Capture { .. } => unreachable!("answered above"),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -82,7 +86,36 @@ fn ctl_request(cmd: &CtlCmd) -> Request {
             session: session.clone(),
         },
         CtlCmd::Reload => Request::Reload,
+        CtlCmd::Capture {
+            hub,
+            session,
+            count,
+            snaplen,
+            filter,
+        } => Request::Capture {
+            hub: hub.clone(),
+            session: session.clone(),
+            count: *count,
+            snaplen: Some(*snaplen),
+            filter: filter.clone(),
+        },
     }
+}
+
+/// `vhub ctl capture`: pcapng to standard output, which must not be a
+/// terminal (binary on a terminal helps nobody).
+fn capture(path: &std::path::Path, cmd: &CtlCmd) -> anyhow::Result<ExitCode> {
+    use std::io::IsTerminal;
+    if std::io::stdout().is_terminal() {
+        bail!("vhub ctl capture writes pcapng (binary): pipe it into `tcpdump -r - -n` or `wireshark -k -i -`, or redirect it to a file");
+    }
+    let mut out = std::io::stdout().lock();
+    let answer = admin::request_stream(path, &ctl_request(cmd), &mut out)?;
+    if answer["ok"].as_bool() != Some(true) {
+        print_ctl_refusal(cmd, &answer);
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Says on stderr why the hub refused. A refused reload lists every
@@ -154,22 +187,36 @@ fn print_macs(list: &[admin::MacInfo]) {
     println!("{} MAC address(es)", list.len());
 }
 
-/// `vhub ctl hubs`: one line per virtual hub.
+/// `vhub ctl hubs`: one line per virtual hub; a BRIDGE column and a line
+/// per local bridge when any hub has one.
 fn print_hubs(list: &[admin::HubInfo]) {
-    println!(
+    let bridged = list.iter().any(|h| h.bridge.is_some());
+    let head = format!(
         "{:<16} {:<8} {:<9} {:>8} {:>8} {:>6}",
         "HUB", "ENABLED", "ANONYMOUS", "SESSIONS", "DETACHED", "MACS"
     );
+    println!("{head}{}", if bridged { "  BRIDGE" } else { "" });
     for h in list {
         let yn = |b: bool| if b { "yes" } else { "no" };
+        let bridge = match &h.bridge {
+            Some(b) => format!("  {} via {} ({})", b.interface, b.tap, b.state),
+            None if bridged => "  -".to_owned(),
+            None => String::new(),
+        };
         println!(
-            "{:<16} {:<8} {:<9} {:>8} {:>8} {:>6}",
+            "{:<16} {:<8} {:<9} {:>8} {:>8} {:>6}{bridge}",
             h.name,
             yn(h.enabled),
             yn(h.anonymous),
             h.sessions,
             h.detached,
             h.macs
+        );
+    }
+    for (h, b) in list.iter().filter_map(|h| Some((h, h.bridge.as_ref()?))) {
+        println!(
+            "bridge of {}: {} MAC(s) of at most {}, frames in {} out {} dropped {}, shard {}",
+            h.name, b.macs, b.max_macs, b.frames_in, b.frames_out, b.dropped, b.shard
         );
     }
 }

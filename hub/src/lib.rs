@@ -4,6 +4,8 @@
 
 pub mod admin;
 pub mod auth;
+pub mod bridge;
+pub mod capture;
 pub mod config;
 pub mod memory;
 pub mod metrics;

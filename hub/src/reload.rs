@@ -14,13 +14,17 @@
 //!   new hub takes one of the spare slots sized at start
 //!   ([`SPARE_HUBS`](crate::switchboard::SPARE_HUBS)) and takes sessions
 //!   at once;
+//! - local bridges (`[[hub]] bridge`): added, changed (detached, then
+//!   attached again) and removed, through the owning shard's control
+//!   queue ([`apply_bridges`]);
 //! - every other session keeps running untouched.
 //!
 //! What needs a restart is listed, never silently ignored: the listeners
 //! (`listen`, `metrics_listen`, `admin_socket`), `shards`, `io_backend`,
-//! `cert_dir` and the certificate files, `[tls]`, `[session]`, `[limits]`,
-//! `[fabric]`, `name`, a hub's `max_macs` (an added hub gets the default
-//! MAC table size), and a new hub when every spare slot is used.
+//! `log_format`, `cert_dir` and the certificate files, `[tls]`,
+//! `[session]`, `[limits]`, `[fabric]`, `name`, a hub's `max_macs` (an
+//! added hub gets the default MAC table size), and a new hub when every
+//! spare slot is used.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
@@ -124,6 +128,7 @@ impl Reloader {
             ..ReloadReport::default()
         };
         self.apply_hubs(&config.hubs(), &mut r);
+        r.applied.extend(apply_bridges(&self.sb, &config.hubs()));
         let new_users = user_set(&users);
         report_user_changes(&current.1, &new_users, &mut r);
         let users: Arc<UserDb> = Arc::new(users);
@@ -240,6 +245,11 @@ impl Reloader {
             old.io_backend.as_str().into(),
             new.io_backend.as_str().into(),
         );
+        diff(
+            "log_format",
+            old.log_format.to_string(),
+            new.log_format.to_string(),
+        );
         for (key, same) in [
             ("[tls]", old.tls == new.tls),
             ("[session]", old.session == new.session),
@@ -283,6 +293,49 @@ impl Reloader {
         }
         out
     }
+}
+
+/// Attaches, changes and detaches the hubs' local bridges to match
+/// `hubs` (at start and on reload): a hub without `bridge`, or no longer
+/// configured, has none. Sessions are not touched. Returns what changed,
+/// one line each.
+pub fn apply_bridges(sb: &Switchboard, hubs: &[HubConfig]) -> Vec<String> {
+    let mut changed = Vec::new();
+    for h in sb.hubs.iter().filter(|h| h.in_use()) {
+        let cfg = hubs.iter().find(|c| c.name == h.name());
+        let want = cfg.and_then(|c| {
+            c.bridge
+                .as_ref()
+                .map(|b| crate::bridge::BridgeSettings::from_config(&c.name, b))
+        });
+        let had = h.bridge.lock().as_ref().map(|b| b.settings.clone());
+        if !sb.set_bridge(h.index, want.clone()) {
+            continue;
+        }
+        changed.push(match (had, want) {
+            (None, Some(w)) => format!(
+                "hub {}: bridged to {} (TAP {})",
+                h.name(),
+                w.interface,
+                w.tap
+            ),
+            (Some(o), None) => format!(
+                "hub {}: bridge to {} removed (TAP {} deleted)",
+                h.name(),
+                o.interface,
+                o.tap
+            ),
+            (_, Some(w)) => format!(
+                "hub {}: bridge changed: {} (TAP {}, max_macs {})",
+                h.name(),
+                w.interface,
+                w.tap,
+                w.max_macs
+            ),
+            (None, None) => continue,
+        });
+    }
+    changed
 }
 
 /// Applies a kept hub's settings in place and reports what changed; a hub

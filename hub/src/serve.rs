@@ -73,6 +73,11 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(m) = server.metrics_addr() {
         info!(metrics = %format!("http://{m}/metrics"), "metrics listening");
     }
+    // Local bridges start on their shards (a missing Linux bridge is a
+    // warning and a retry, never a failed start).
+    for b in hub::reload::apply_bridges(&server.switchboard, &config.hubs()) {
+        info!("{b}");
+    }
     let reloader = {
         let args = args.clone();
         Arc::new(Reloader::new(

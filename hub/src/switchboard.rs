@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use crossbeam_queue::{ArrayQueue, SegQueue};
@@ -25,6 +25,7 @@ use switch_core::offload::Form;
 use switch_core::wire::http::SessionToken;
 use tokio::sync::Notify;
 
+use crate::bridge::{BridgeSettings, BridgeStatus};
 use crate::metrics::Metrics;
 
 /// A virtual hub: its own broadcast domain. The settings a config reload
@@ -43,6 +44,12 @@ pub struct VirtualHub {
     /// The hub's MAC fabric: its ports (where each lives, in which form)
     /// and its MAC table. Held only for learn + look up.
     pub fabric: Mutex<Fabric>,
+    /// `vhub ctl capture` on this hub (read once per chunk: nobody
+    /// capturing costs one relaxed load).
+    pub taps: crate::capture::Taps,
+    /// The hub's local bridge to a host network, if configured: its
+    /// settings, state and counters (the owning shard writes them).
+    pub bridge: Mutex<Option<Arc<BridgeStatus>>>,
 }
 
 impl VirtualHub {
@@ -160,6 +167,13 @@ pub enum Control {
     },
     /// The admin API asks for this shard's sessions.
     Snapshot(std::sync::mpsc::Sender<Vec<crate::admin::SessionInfo>>),
+    /// Attach hub `hub` to a host network (a local bridge) on this shard.
+    AddBridge {
+        hub: usize,
+        status: Arc<BridgeStatus>,
+    },
+    /// Detach hub `hub`'s local bridge (its TAP device is deleted).
+    RemoveBridge { hub: usize },
     /// The hub is stopping: close every session with a reason.
     Shutdown,
 }
@@ -235,6 +249,8 @@ impl Switchboard {
                     enabled: AtomicBool::new(h.is_some()),
                     index,
                     fabric: Mutex::new(fabric),
+                    taps: Default::default(),
+                    bridge: Mutex::new(None),
                 }
             })
             .collect();
@@ -310,6 +326,29 @@ impl Switchboard {
             code,
             reason: reason.to_owned(),
         });
+        mb.wake();
+        true
+    }
+
+    /// Attaches, changes or detaches hub `hub`'s local bridge (start and
+    /// reload). The bridge lives on shard `hub % shards`; a change is a
+    /// detach then an attach, in that order through that shard's control
+    /// queue. Sessions are not touched. Returns whether anything changed.
+    pub fn set_bridge(&self, hub: usize, settings: Option<BridgeSettings>) -> bool {
+        let mut cur = self.hubs[hub].bridge.lock();
+        if cur.as_ref().map(|b| &b.settings) == settings.as_ref() {
+            return false;
+        }
+        let shard = (hub % self.mailboxes.len()) as u16;
+        let mb = &self.mailboxes[usize::from(shard)];
+        if cur.take().is_some() {
+            mb.control.push(Control::RemoveBridge { hub });
+        }
+        if let Some(s) = settings {
+            let status = Arc::new(BridgeStatus::new(s, shard));
+            *cur = Some(status.clone());
+            mb.control.push(Control::AddBridge { hub, status });
+        }
         mb.wake();
         true
     }

@@ -30,6 +30,9 @@
 //! - [`pump`]: the one pump between a session and a secure channel (TLS
 //!   behind the [`pump::Channel`] trait), used by the hub, the client and
 //!   the load generator.
+//! - [`softether`]: the SoftEther VPN dialect — PACK, the watermark, the
+//!   server and client handshakes, the data-phase framing — so that real
+//!   SoftEther clients can join a hub and vnic can join a SoftEther server.
 //!
 //! What it does not do: TLS, sockets, TAP devices, authentication decisions
 //! (the hub checks credentials; this crate only carries them), randomness
@@ -41,4 +44,5 @@ pub mod offload;
 pub mod pump;
 pub mod session;
 pub mod sim;
+pub mod softether;
 pub mod wire;

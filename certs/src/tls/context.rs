@@ -353,6 +353,12 @@ pub fn openssl_version() -> &'static str {
     openssl::version::version()
 }
 
+/// Whether OpenSSL is built from source into this binary (feature
+/// `vendored`, implied by `legacy-ciphers`) rather than the system library.
+pub fn openssl_vendored() -> bool {
+    cfg!(feature = "vendored")
+}
+
 /// The hub's context: its certificate and key (and chain), the chosen
 /// suites, server preference for its own order, no renegotiation.
 pub fn server_context(id: &Identity, opts: &TlsOptions) -> Result<SslContext, TlsError> {

@@ -65,9 +65,10 @@ mod tofu;
 
 pub use conn::{normalize_subject, subject_string, ClientCert, ReadStatus, TlsConn, TlsInfo};
 pub use context::{
-    client_context, client_context_with_cert, legacy_ciphers_built, openssl_version,
-    server_context, server_context_with_client_ca, CipherSpec, ParseCipherSpecError, Preset,
-    TlsOptions, Verify, AES256_SHA_CIPHER_LIST, DEFAULT_CIPHERSUITES, DEFAULT_CIPHER_LIST,
+    client_context, client_context_with_cert, legacy_ciphers_built, openssl_vendored,
+    openssl_version, server_context, server_context_with_client_ca, CipherSpec,
+    ParseCipherSpecError, Preset, TlsOptions, Verify, AES256_SHA_CIPHER_LIST, DEFAULT_CIPHERSUITES,
+    DEFAULT_CIPHER_LIST,
 };
 pub use error::TlsError;
 pub use tofu::{check_tofu, TofuOutcome};

@@ -19,7 +19,10 @@ use crate::trust::Checked;
 impl<T: TapIo> Bridge<T> {
     /// Starts the connection attempt the supervisor asked for.
     pub(super) fn start_connect(&mut self, t: Instant, attempt: Attempt) {
-        let url = self.settings.url.clone();
+        let url = self.hubs[attempt.hub].clone();
+        self.connecting_hub = attempt.hub;
+        // The hub tried now on every later event (main's span; JSON logs).
+        crate::report::record_hub(&url);
         let relay = self.settings.relay.clone();
         let ctx = self.ctx.clone();
         let trust = self.settings.trust.clone();
@@ -28,7 +31,9 @@ impl<T: TapIo> Bridge<T> {
             Relay::Direct => String::new(),
             r => format!(" via {r}"),
         };
-        if attempt.probe {
+        if attempt.probe && attempt.hub != self.hub {
+            tracing::info!("failback: trying {url}{via} next to the live link");
+        } else if attempt.probe {
             tracing::info!(
                 "network changed and the link is silent: trying a fresh connection{via}"
             );
@@ -58,11 +63,13 @@ impl<T: TapIo> Bridge<T> {
             self.drop_link(t);
         }
         self.sup.handle_connected(t);
+        // A link to another hub moves the session there (MoveSession).
+        self.apply(t);
         if let Checked::FirstUse { fingerprint, file } = &link.checked {
             say(format!(
                 "first contact with {}: its certificate is {fingerprint}; remembered in {} \
                  (a different certificate will be refused)",
-                self.settings.url.host_port(),
+                self.hubs[self.connecting_hub].host_port(),
                 file.display()
             ));
         }
@@ -116,13 +123,27 @@ impl<T: TapIo> Bridge<T> {
     /// The hub ended the session in a way that allows a new one: keep
     /// the counters, start over.
     pub(super) fn renew_session(&mut self, t: Instant) {
-        let old = std::mem::replace(
-            &mut self.session,
-            Self::fresh_session(&self.settings, self.tap.vnet(), t),
-        );
+        let fresh = Self::fresh_session(&self.settings, &self.hubs[self.hub], self.tap.vnet(), t);
+        let old = std::mem::replace(&mut self.session, fresh);
         add_stats(&mut self.prior, old.stats());
         self.shell.dropped_with_session += old.buffered_frames();
         self.shell.new_sessions += 1;
+    }
+
+    /// The new link goes to another hub (the supervisor's choice): bind
+    /// the session to it; its next handshake asks for a new session
+    /// there, with the frames that were never sent.
+    pub(super) fn move_session(&mut self, hub: usize) {
+        self.hub = hub;
+        let unconfirmed = self
+            .session
+            .move_to(Self::connect_params(&self.settings, &self.hubs[hub]));
+        if unconfirmed > 0 {
+            tracing::info!(
+                "moving to {}: {unconfirmed} frame(s) sent to the old hub may not have arrived",
+                self.hubs[hub]
+            );
+        }
     }
 
     pub(super) fn on_net_changed(&mut self, t: Instant) {

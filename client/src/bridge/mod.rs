@@ -23,8 +23,14 @@
 //! - `mod.rs`: the loop, the session's events, the supervisor's actions;
 //! - `connect.rs`: opening a link, switching to it, losing it;
 //! - `pump.rs`: socket ⇄ TLS ⇄ session;
-//! - `tap_path.rs`: TAP ⇄ session, in the form each side wants;
+//! - `tap_path.rs`: TAP ⇄ session, in the form each side wants (and,
+//!   while the link is down, the host's neighbour requests answered from
+//!   `crate::suppress`'s table);
 //! - `status.rs`: the status file and the state lines.
+//!
+//! With several hubs, the supervisor names the hub of each attempt (an
+//! index into `hubs`, the try order) and when the session moves to
+//! another one; the bridge dials that hub and binds the session to it.
 
 use std::future::{pending, Future};
 use std::pin::Pin;
@@ -39,14 +45,16 @@ use switch_core::wire::CloseCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::signal::unix::{signal, SignalKind};
 
+use crate::addr::HubUrl;
 use crate::backoff::Backoff;
 use crate::lan::IcmpKeepalive;
 use crate::link::{Link, LinkError};
 use crate::netwatch::NetWatch;
 use crate::relay::{Relay, Transport};
 use crate::report::{say, warn};
-use crate::settings::Settings;
-use crate::supervisor::{self, Action, Level, Supervisor};
+use crate::settings::{HubOrder, Settings};
+use crate::supervisor::{self, Action, Level, Settled, Supervisor};
+use crate::suppress::{self, Neighbours};
 use crate::tap::{FrameBatch, TapIo};
 use crate::units::fmt_duration;
 
@@ -99,10 +107,26 @@ struct ShellStats {
     bad_offload: u64,
     /// Plain frames cut from TAP super frames for a hub without offload.
     segments_cut: u64,
+    /// Sessions established on another hub than the one before.
+    failovers: u64,
+    /// When the last of them was, and the hub it left.
+    failed_over_at: Option<SystemTime>,
+    failed_over_from: Option<String>,
+    /// Neighbour requests answered while the link was down, when the
+    /// last session was established (for the line that says how many
+    /// were answered during the outage).
+    answered_before: u64,
 }
 
 pub struct Bridge<T: TapIo> {
     settings: Settings,
+    /// The hubs in the order to try them (`--hub-order`); the supervisor's
+    /// hub indexes point here.
+    hubs: Vec<HubUrl>,
+    /// The hub the session is bound to.
+    hub: usize,
+    /// The hub of the attempt in flight.
+    connecting_hub: usize,
     ctx: SslContext,
     tap: T,
     session: Session,
@@ -141,6 +165,10 @@ pub struct Bridge<T: TapIo> {
 
     icmp: Option<IcmpKeepalive>,
     netwatch: Option<NetWatch>,
+    /// ARP suppression's table (`None` with `--no-arp-suppression`), and
+    /// the buffer its answers are built in.
+    neighbours: Option<Neighbours>,
+    reply: Vec<u8>,
 
     // Status.
     state_name: &'static str,
@@ -206,7 +234,15 @@ async fn netwatch_opt(n: &mut Option<NetWatch>) {
 impl<T: TapIo> Bridge<T> {
     pub fn new(settings: Settings, ctx: SslContext, tap: T) -> Self {
         let t = now();
-        let session = Self::fresh_session(&settings, tap.vnet(), t);
+        let mut hubs = settings.hubs();
+        if settings.hub_order == HubOrder::Random {
+            fastrand::shuffle(&mut hubs);
+        }
+        let session = Self::fresh_session(&settings, &hubs[0], tap.vnet(), t);
+        let neighbours = settings.arp_suppression.then(|| {
+            let net = settings.ip.map(|c| (c.addr, c.prefix));
+            Neighbours::new(tap.mac(), net, suppress::DEFAULT_CAPACITY)
+        });
         let icmp = settings
             .icmp
             .as_ref()
@@ -220,14 +256,18 @@ impl<T: TapIo> Bridge<T> {
         };
         let sup = Supervisor::new(
             supervisor::Config {
-                hub: settings.url.to_string(),
+                hubs: hubs.iter().map(|h| h.to_string()).collect(),
                 max_retries: settings.max_retries,
                 with_cert: settings.client_cert.is_some(),
+                failback: settings.failback,
             },
             Backoff::new(settings.max_backoff),
         );
         Self {
             settings,
+            hubs,
+            hub: 0,
+            connecting_hub: 0,
             ctx,
             tap,
             session,
@@ -251,6 +291,8 @@ impl<T: TapIo> Bridge<T> {
             pongs_at_connect: 0,
             icmp,
             netwatch,
+            neighbours,
+            reply: Vec::new(),
             state_name: "connecting",
             detail: String::new(),
             status_due: t,
@@ -262,10 +304,11 @@ impl<T: TapIo> Bridge<T> {
         }
     }
 
-    /// A session with no link yet: `reconnect` starts its handshake on
-    /// each new link (a new session first, a resume afterwards).
-    /// `offload`: the TAP speaks `virtio_net_hdr`; ask the hub for it too.
-    fn fresh_session(settings: &Settings, offload: bool, t: Instant) -> Session {
+    /// A session with no link yet, for the hub at `url`: `reconnect`
+    /// starts its handshake on each new link (a new session first, a
+    /// resume afterwards). `offload`: the TAP speaks `virtio_net_hdr`;
+    /// ask the hub for it too.
+    fn fresh_session(settings: &Settings, url: &HubUrl, offload: bool, t: Instant) -> Session {
         let mut config = SessionConfig {
             keepalive: settings.keepalive,
             timeout: settings.timeout,
@@ -276,15 +319,16 @@ impl<T: TapIo> Bridge<T> {
             config.limits.max_frame = offload::MAX_VNET_FRAME;
             config.max_buffered_bytes = offload::OFFLOAD_BUFFER_BYTES;
         }
-        Session::connect(
-            t,
-            config,
-            Connect {
-                hub: settings.url.hub.clone(),
-                host: settings.url.host_port(),
-                credentials: settings.credentials.clone(),
-            },
-        )
+        Session::connect(t, config, Self::connect_params(settings, url))
+    }
+
+    /// What the upgrade request names: the virtual hub, the `Host`, us.
+    fn connect_params(settings: &Settings, url: &HubUrl) -> Connect {
+        Connect {
+            hub: url.hub.clone(),
+            host: url.host_port(),
+            credentials: settings.credentials.clone(),
+        }
     }
 
     fn relay_label(&self) -> String {
@@ -408,6 +452,7 @@ impl<T: TapIo> Bridge<T> {
                 Action::Connect(attempt) => self.start_connect(t, attempt),
                 Action::DropLink => self.drop_link(t),
                 Action::NewSession => self.renew_session(t),
+                Action::MoveSession { hub } => self.move_session(hub),
                 Action::Report { state, level, line } => {
                     let line = match level {
                         Level::Say => say(line),
@@ -504,8 +549,11 @@ impl<T: TapIo> Bridge<T> {
 
     fn on_established(&mut self, t: Instant, resumed: bool, resent: u64, lost: u64) {
         let again = self.sup.ever_established();
-        let outage = self.sup.handle_established(t, resumed);
+        let Settled { outage, moved_from } = self.sup.handle_established(t, resumed);
         self.link_established = true;
+        // On every later event: the session's hub and its ID as the hub logs
+        // it (JSON logs of both sides can be joined on it).
+        crate::report::record_session(&self.hubs[self.hub], &self.short_id());
         self.established_at = Some(t);
         self.rtt_reported = false;
         self.pongs_at_connect = self.session.stats().pongs_received;
@@ -514,14 +562,42 @@ impl<T: TapIo> Bridge<T> {
             .as_ref()
             .map(|i| i.to_string())
             .unwrap_or_else(|| "TLS".into());
+        // What ARP suppression did while there was no session.
+        let answered = self.neighbours.as_ref().map_or(0, |n| n.stats().answered());
+        let suppressed = match answered - self.shell.answered_before {
+            0 => String::new(),
+            n => format!("; {n} neighbour request(s) of the host answered here meanwhile"),
+        };
+        self.shell.answered_before = answered;
         let line = if resumed {
             let outage = outage
                 .map(|d| format!(" after {}", fmt_duration(d)))
                 .unwrap_or_default();
             say(format!(
-                "resumed session {}{outage}: {resent} frame(s) re-sent, {lost} lost ({tls})",
+                "resumed session {}{outage}: {resent} frame(s) re-sent, {lost} lost ({tls}){suppressed}",
                 self.short_id()
             ))
+        } else if let Some(from) = moved_from {
+            let from = self.hubs[from].to_string();
+            let outage = outage
+                .map(|d| format!(" after {}", fmt_duration(d)))
+                .unwrap_or_default();
+            self.shell.failovers += 1;
+            self.shell.failed_over_at = Some(SystemTime::now());
+            // A failback is planned: nothing was lost, nothing to time.
+            let moved = if outage.is_empty() {
+                "moved back to"
+            } else {
+                "failed over to"
+            };
+            let line = say(format!(
+                "{moved} {} ({}) from {from}{outage}: {tls}, session {} (a new session){suppressed}",
+                self.hubs[self.hub],
+                self.relay_label(),
+                self.short_id()
+            ));
+            self.shell.failed_over_from = Some(from);
+            line
         } else {
             let new = if again { " (a new session)" } else { "" };
             let offload = match (self.tap.vnet(), self.session.offload()) {
@@ -530,8 +606,8 @@ impl<T: TapIo> Bridge<T> {
                 (false, _) => "offload off",
             };
             say(format!(
-                "connected to {} ({}): {tls}, session {}{new}, {offload}",
-                self.settings.url,
+                "connected to {} ({}): {tls}, session {}{new}, {offload}{suppressed}",
+                self.hubs[self.hub],
                 self.relay_label(),
                 self.short_id()
             ))

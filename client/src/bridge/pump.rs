@@ -44,6 +44,7 @@ impl<T: TapIo> Bridge<T> {
             let to = ToTap {
                 tap: &self.tap,
                 icmp: &mut self.icmp,
+                neighbours: &mut self.neighbours,
                 errors: &mut self.shell.tap_write_errors,
                 early: &mut self.early,
             };

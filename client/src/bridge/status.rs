@@ -47,7 +47,12 @@ impl<T: TapIo> Bridge<T> {
         Status {
             pid: std::process::id(),
             tap: self.tap.name().to_owned(),
-            hub: self.settings.url.to_string(),
+            hub: self.hubs[self.hub].to_string(),
+            hubs: self.hubs.iter().map(|h| h.to_string()).collect(),
+            failovers: self.shell.failovers,
+            failed_over_at: self.shell.failed_over_at.map(unix_secs),
+            failed_over_from: self.shell.failed_over_from.clone(),
+            neighbours: self.neighbours.as_ref().map(|n| n.stats()),
             relay: self.relay_label(),
             state: self.state_name.to_owned(),
             detail: self.detail.clone(),

@@ -2,6 +2,12 @@
 //! (with a `virtio_net_hdr` or plain). The two directions are plain
 //! functions over a [`TapIo`] and a [`Session`], so they are tested with
 //! the in-memory TAP of `crate::tap::fake` and no root.
+//!
+//! ARP suppression rides along: every frame the hub delivers is shown to
+//! the neighbour table (`Neighbours::learn`, a few bytes read), and while
+//! the link is down every frame from the TAP is first shown to the
+//! responder, whose answers go straight back to the TAP. On a live link
+//! the responder is not asked at all.
 
 use std::io;
 use std::time::Instant;
@@ -11,6 +17,7 @@ use switch_core::session::{SendError, Session, SessionError, State};
 
 use super::{Bridge, Outcome, ShellStats, TAP_BATCH};
 use crate::lan::IcmpKeepalive;
+use crate::suppress::{Neighbours, Verdict};
 use crate::tap::{FrameBatch, TapIo};
 
 /// Queues a frame on the session; what it refuses is counted.
@@ -23,15 +30,26 @@ fn queue_frame(session: &mut Session, shell: &mut ShellStats, frame: &[u8]) {
     }
 }
 
+/// ARP suppression while the link is down: the table that answers, the
+/// time, and the buffer an answer is built in.
+pub(super) struct Suppress<'a> {
+    pub now: Instant,
+    pub neighbours: &'a mut Neighbours,
+    pub reply: &'a mut Vec<u8>,
+}
+
 /// Reads a batch of frames from the TAP and queues them on the session in
 /// its form: a TAP with offload and a session without it (a hub that did
-/// not grant it) has its super frames cut here. Returns the frames read.
+/// not grant it) has its super frames cut here. With `suppress` (the
+/// link is down), neighbour requests the table can answer are answered
+/// to the TAP instead. Returns the frames read.
 pub(super) fn tap_to_session<T: TapIo>(
     tap: &T,
     batch: &mut FrameBatch,
     session: &mut Session,
     shell: &mut ShellStats,
     scratch: &mut Vec<u8>,
+    mut suppress: Option<Suppress<'_>>,
 ) -> io::Result<usize> {
     batch.clear();
     let n = tap.recv_batch(batch, TAP_BATCH)?;
@@ -42,6 +60,18 @@ pub(super) fn tap_to_session<T: TapIo>(
     let (from, to) = (Form::of(tap.vnet()), Form::of(session.offload()));
     let max = session.config().limits.max_frame as usize;
     for frame in batch.iter() {
+        if let Some(s) = &mut suppress {
+            let eth = match from {
+                Form::Vnet => frame.get(offload::VNET_HDR_LEN..).unwrap_or(&[]),
+                Form::Plain => frame,
+            };
+            if s.neighbours.answer(s.now, eth, s.reply) == Verdict::Answered {
+                if tap.send_plain(s.reply).is_err() {
+                    shell.tap_write_errors += 1;
+                }
+                continue;
+            }
+        }
         match offload::convert(frame, from, to, max, scratch, |f| {
             queue_frame(session, shell, f)
         }) {
@@ -61,6 +91,8 @@ pub(super) struct ToTap<'a, T> {
     pub tap: &'a T,
     /// Sees every frame (it waits for echo replies and ARP).
     pub icmp: &'a mut Option<IcmpKeepalive>,
+    /// Sees every frame (it learns who is where).
+    pub neighbours: &'a mut Option<Neighbours>,
     /// Frames the TAP did not take.
     pub errors: &'a mut u64,
     /// Frames that came with the handshake response, kept until the
@@ -80,6 +112,7 @@ pub(super) fn session_to_tap<T: TapIo>(
     let ToTap {
         tap,
         icmp,
+        neighbours,
         errors,
         early,
     } = to;
@@ -93,7 +126,7 @@ pub(super) fn session_to_tap<T: TapIo>(
     };
     let r = session.handle_input(t, input, |frame| {
         if settled {
-            path.to_tap(tap, icmp, errors, frame);
+            path.to_tap(t, tap, (icmp, neighbours), errors, frame);
         } else {
             early.push(frame.to_vec());
         }
@@ -104,7 +137,7 @@ pub(super) fn session_to_tap<T: TapIo>(
             vnet_tap: tap.vnet(),
         };
         for frame in early.drain(..) {
-            path.to_tap(tap, icmp, errors, &frame);
+            path.to_tap(t, tap, (icmp, neighbours), errors, &frame);
         }
     }
     r
@@ -120,10 +153,13 @@ pub(super) struct TapPath {
 }
 
 impl TapPath {
+    /// Writes `frame` to the TAP and shows it to the observers (the ICMP
+    /// keep-alive and the neighbour table).
     pub(super) fn to_tap<T: TapIo>(
         self,
+        now: Instant,
         tap: &T,
-        icmp: &mut Option<IcmpKeepalive>,
+        (icmp, neighbours): (&mut Option<IcmpKeepalive>, &mut Option<Neighbours>),
         errors: &mut u64,
         frame: &[u8],
     ) {
@@ -144,6 +180,9 @@ impl TapPath {
         if let Some(k) = icmp {
             k.observe(eth);
         }
+        if let Some(n) = neighbours {
+            n.learn(now, eth);
+        }
     }
 }
 
@@ -156,8 +195,26 @@ impl<T: TapIo> Bridge<T> {
             )));
             return;
         }
+        // While the link is down the host's neighbour requests are
+        // answered here (ARP suppression); on a live link the hub's LAN
+        // answers them.
+        let suppress = match (&mut self.neighbours, self.session.state()) {
+            (Some(n), s) if s != State::Established => Some(Suppress {
+                now: super::now(),
+                neighbours: n,
+                reply: &mut self.reply,
+            }),
+            _ => None,
+        };
         let (tap, session, shell) = (&self.tap, &mut self.session, &mut self.shell);
-        if let Err(e) = tap_to_session(tap, &mut self.batch, session, shell, &mut self.scratch) {
+        if let Err(e) = tap_to_session(
+            tap,
+            &mut self.batch,
+            session,
+            shell,
+            &mut self.scratch,
+            suppress,
+        ) {
             self.finish_with(Outcome::Failed(format!(
                 "reading TAP device {}: {e}",
                 self.tap.name()

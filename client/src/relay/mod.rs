@@ -32,7 +32,7 @@ mod ssh;
 mod url;
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -100,7 +100,7 @@ pub async fn connect(
     timeout: Duration,
 ) -> Result<Box<dyn Transport>, RelayError> {
     let target = Target::new(hub_host, hub_port)?;
-    match tokio::time::timeout(timeout, connect_unbounded(relay, &target)).await {
+    match tokio::time::timeout(timeout, connect_unbounded(relay, &target, timeout)).await {
         Ok(result) => result,
         // Dropping the inner future closes the socket or, for ssh, kills the
         // child process (the kill signal travels through a dropped channel).
@@ -112,24 +112,27 @@ pub async fn connect(
     }
 }
 
+/// `timeout` bounds the whole attempt (the caller enforces it); here it
+/// is shared among the addresses of a name.
 async fn connect_unbounded(
     relay: &Relay,
     target: &Target,
+    timeout: Duration,
 ) -> Result<Box<dyn Transport>, RelayError> {
     let hop = relay.hop(target);
     let transport: Box<dyn Transport> = match relay {
-        Relay::Direct => Box::new(tcp(&target.host, target.port, &hop).await?),
+        Relay::Direct => Box::new(tcp(&target.host, target.port, &hop, timeout).await?),
         Relay::Http { host, port, auth } => {
-            let stream = tcp(host, *port, &hop).await?;
+            let stream = tcp(host, *port, &hop, timeout).await?;
             Box::new(http::handshake(stream, &hop, target, auth.as_ref()).await?)
         }
         Relay::Socks5 { host, port, auth } => {
-            let mut stream = tcp(host, *port, &hop).await?;
+            let mut stream = tcp(host, *port, &hop, timeout).await?;
             socks5::handshake(&mut stream, &hop, target, auth.as_ref()).await?;
             Box::new(stream)
         }
         Relay::Socks4a { host, port, user } => {
-            let mut stream = tcp(host, *port, &hop).await?;
+            let mut stream = tcp(host, *port, &hop, timeout).await?;
             socks4a::handshake(&mut stream, &hop, target, user.as_deref()).await?;
             Box::new(stream)
         }
@@ -154,16 +157,65 @@ async fn connect_unbounded(
 
 /// A TCP connection with Nagle off: vhub batches frames itself, and a
 /// keep-alive or an ack must not wait for a delayed ACK.
-async fn tcp(host: &str, port: u16, hop: &str) -> Result<TcpStream, RelayError> {
+///
+/// A name with several addresses (IPv4 and IPv6, or several hubs behind
+/// one name) is tried address by address, in the resolver's order, each
+/// with an equal share of what is left of `timeout`: one address that
+/// swallows SYNs does not use up the time of the others.
+async fn tcp(host: &str, port: u16, hop: &str, timeout: Duration) -> Result<TcpStream, RelayError> {
     let unreachable = |error| RelayError::Unreachable {
         hop: hop.to_owned(),
         error,
     };
-    let stream = TcpStream::connect((host, port))
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
         .await
-        .map_err(unreachable)?;
+        .map_err(unreachable)?
+        .collect();
+    let stream = match &addrs[..] {
+        [] => {
+            return Err(unreachable(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{host} has no address"),
+            )))
+        }
+        [one] => TcpStream::connect(one).await.map_err(unreachable)?,
+        several => connect_each(several, timeout).await.map_err(unreachable)?,
+    };
     stream.set_nodelay(true).map_err(unreachable)?;
     Ok(stream)
+}
+
+/// Tries `addrs` in turn (see [`tcp`]); the error names every failure.
+async fn connect_each(addrs: &[SocketAddr], timeout: Duration) -> std::io::Result<TcpStream> {
+    let start = tokio::time::Instant::now();
+    let mut failures = Vec::new();
+    let mut kind = std::io::ErrorKind::Other;
+    for (i, addr) in addrs.iter().enumerate() {
+        let left = timeout.saturating_sub(start.elapsed());
+        let share = left / (addrs.len() - i) as u32;
+        match tokio::time::timeout(share, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => {
+                tracing::debug!("connected to {addr} (address {} of {})", i + 1, addrs.len());
+                return Ok(s);
+            }
+            Ok(Err(e)) => {
+                kind = e.kind();
+                failures.push(format!("{addr}: {e}"));
+            }
+            Err(_) => {
+                kind = std::io::ErrorKind::TimedOut;
+                failures.push(format!("{addr}: no answer within {share:?}"));
+            }
+        }
+    }
+    Err(std::io::Error::new(
+        kind,
+        format!(
+            "none of its {} addresses answered ({})",
+            addrs.len(),
+            failures.join("; ")
+        ),
+    ))
 }
 
 impl Relay {
@@ -303,6 +355,28 @@ mod tests {
             );
         }
         assert!(Target::new(&"a".repeat(256), 1).is_err());
+    }
+
+    #[tokio::test]
+    async fn each_address_of_a_name_is_tried_in_turn() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let open = listener.local_addr().unwrap();
+        // A port that was just free: refused at once.
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let t = Duration::from_secs(5);
+        let s = connect_each(&[closed, open], t).await.unwrap();
+        assert_eq!(s.peer_addr().unwrap(), open);
+        let e = connect_each(&[closed, closed], t).await.unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("none of its 2 addresses answered (127.0.0.1:")
+                && msg.matches("refused").count() == 2,
+            "{msg}"
+        );
     }
 
     #[test]

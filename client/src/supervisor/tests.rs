@@ -13,9 +13,10 @@ fn t0() -> Instant {
 
 fn config(max_retries: Option<u32>) -> Config {
     Config {
-        hub: "https://hub.example:443/DEFAULT".into(),
+        hubs: vec!["https://hub.example:443/DEFAULT".into()],
         max_retries,
         with_cert: false,
+        failback: None,
     }
 }
 
@@ -27,6 +28,7 @@ fn supervisor(max_retries: Option<u32>, seed: u64) -> Supervisor {
     assert_eq!(
         s.poll_action(),
         Some(Action::Connect(Attempt {
+            hub: 0,
             probe: false,
             number: 1,
             first: true
@@ -43,7 +45,13 @@ fn actions(s: &mut Supervisor) -> Vec<Action> {
 /// Connected and established at `t`.
 fn establish(s: &mut Supervisor, t: Instant) {
     s.handle_connected(t);
-    assert_eq!(s.handle_established(t, false), None);
+    assert_eq!(
+        s.handle_established(t, false),
+        Settled {
+            outage: None,
+            moved_from: None
+        }
+    );
     assert_eq!(actions(s), []);
 }
 
@@ -103,6 +111,7 @@ fn a_retryable_refusal_waits_retry_after_then_connects() {
     assert_eq!(
         actions(&mut s),
         [Action::Connect(Attempt {
+            hub: 0,
             probe: false,
             number: 2,
             first: false
@@ -226,6 +235,7 @@ fn a_lost_link_reconnects_at_once_then_backs_off_with_jitter() {
                 },
                 // At once: no wait before the first try.
                 Action::Connect(Attempt {
+                    hub: 0,
                     probe: false,
                     number: 1,
                     first: false
@@ -236,7 +246,7 @@ fn a_lost_link_reconnects_at_once_then_backs_off_with_jitter() {
         // The resume after it all reports the outage.
         s.handle_connected(t);
         let outage: Duration = delays.iter().sum();
-        assert_eq!(s.handle_established(t, true), Some(outage));
+        assert_eq!(s.handle_established(t, true).outage, Some(outage));
         delays
     };
     let a = run(7);
@@ -380,6 +390,7 @@ fn a_network_change_probes_a_silent_link_and_hurries_a_retry() {
     assert_eq!(
         actions(&mut s),
         [Action::Connect(Attempt {
+            hub: 0,
             probe: true,
             number: 1,
             first: false
@@ -416,4 +427,304 @@ fn advice_follows_the_typed_code_then_the_status() {
     assert!(refusal_advice(&r(403, ""), false).contains("--user"));
     assert!(refusal_advice(&r(426, "unsupported-version"), false).contains("versions"));
     assert_eq!(refusal_advice(&r(409, "bad-resume"), false), "");
+}
+
+// ----------------------------------------------------------------------
+// Several hubs: failover and failback
+
+const HUB1: &str = "https://hub1.example:443/DEFAULT";
+const HUB2: &str = "https://hub2.example:443/DEFAULT";
+const HUB3: &str = "https://hub3.example:443/DEFAULT";
+
+/// A supervisor with these hubs (seeded backoff), its first `Connect`
+/// (to the first hub) already taken.
+fn with_hubs(hubs: &[&str], failback: Option<Duration>, max_retries: Option<u32>) -> Supervisor {
+    let backoff = Backoff::with_rng(Duration::from_secs(30), fastrand::Rng::with_seed(5));
+    let config = Config {
+        hubs: hubs.iter().map(|h| (*h).to_owned()).collect(),
+        max_retries,
+        with_cert: false,
+        failback,
+    };
+    let mut s = Supervisor::new(config, backoff);
+    assert_eq!(
+        actions(&mut s),
+        [Action::Connect(Attempt {
+            hub: 0,
+            probe: false,
+            number: 1,
+            first: true
+        })]
+    );
+    s
+}
+
+/// The hubs the `Connect`s among `acts` go to.
+fn dialled(acts: &[Action]) -> Vec<usize> {
+    acts.iter()
+        .filter_map(|a| match a {
+            Action::Connect(a) => Some(a.hub),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_failed_attempt_tries_the_next_hub_at_once_then_backs_off_after_the_round() {
+    let t = t0();
+    let mut s = with_hubs(&[HUB1, HUB2, HUB3], None, None);
+    // The first hub refuses the TCP connection: the second, at once.
+    s.handle_connect_error(t, &refused_tcp());
+    let acts = actions(&mut s);
+    let [Action::Report { state, level, line }, Action::Connect(a)] = &acts[..] else {
+        panic!("{acts:?}")
+    };
+    assert_eq!((*state, *level), ("connecting", Level::Warn));
+    assert_eq!(
+        line,
+        &format!("{}; trying {HUB2} now (hub 2 of 3)", refused_tcp())
+    );
+    assert_eq!(
+        *a,
+        Attempt {
+            hub: 1,
+            probe: false,
+            number: 1,
+            // Only the very first attempt is announced as such.
+            first: false
+        }
+    );
+    assert_eq!(s.poll_timeout(), None, "no wait: an attempt is in flight");
+    // The second does not answer the upgrade: the third, at once.
+    s.handle_connected(t);
+    assert_eq!(actions(&mut s), [Action::MoveSession { hub: 1 }]);
+    s.handle_keepalive_dead(t, Duration::from_secs(15));
+    let acts = actions(&mut s);
+    assert_eq!(acts[0], Action::DropLink);
+    assert_eq!(dialled(&acts), [2]);
+    // The third fails too: the round is over, the backoff starts, and
+    // the next round begins with the hub the session is bound to.
+    s.handle_connect_error(t, &refused_tcp());
+    let (until, line) = wait_of(&actions(&mut s));
+    assert!(until > t && until - t <= FIRST_DELAY, "{:?}", until - t);
+    assert!(
+        line.ends_with(&format!(
+            "none of the 3 hubs answered; trying again in {} (attempt 2)",
+            fmt_duration(until - t)
+        )),
+        "{line}"
+    );
+    s.handle_timeout(until);
+    assert_eq!(
+        actions(&mut s),
+        [Action::Connect(Attempt {
+            hub: 1,
+            probe: false,
+            number: 2,
+            first: false
+        })]
+    );
+}
+
+#[test]
+fn a_lost_hub_is_resumed_first_then_left_for_the_next_with_a_new_session() {
+    let mut t = t0();
+    let mut s = with_hubs(&[HUB1, HUB2], None, None);
+    establish(&mut s, t);
+    t += Duration::from_secs(10);
+    // The hub dies: its connection is reset, then it refuses connections.
+    s.handle_link_down(t, "reading from the hub: connection reset".into());
+    let acts = actions(&mut s);
+    assert!(matches!(acts[0], Action::Report { .. }), "{acts:?}");
+    assert_eq!(dialled(&acts), [0], "a resume on the same hub first");
+    t += Duration::from_millis(2);
+    s.handle_connect_error(t, &refused_tcp());
+    let acts = actions(&mut s);
+    assert_eq!(dialled(&acts), [1], "the next hub at once: {acts:?}");
+    assert!(
+        matches!(&acts[0], Action::Report { state: "reconnecting", line, .. }
+            if line.ends_with(&format!("trying {HUB2} now (hub 2 of 2)"))),
+        "{acts:?}"
+    );
+    // The link to the second hub moves the session there (no resume).
+    t += Duration::from_millis(5);
+    s.handle_connected(t);
+    assert_eq!(actions(&mut s), [Action::MoveSession { hub: 1 }]);
+    assert_eq!(s.session_hub(), 1);
+    t += Duration::from_millis(1);
+    assert_eq!(
+        s.handle_established(t, false),
+        Settled {
+            outage: Some(Duration::from_millis(8)),
+            moved_from: Some(0)
+        }
+    );
+    assert_eq!(actions(&mut s), []);
+    // Without failback it stays there: no timer.
+    assert_eq!(s.poll_timeout(), None);
+    // A later loss resumes on the second hub, where the session now is.
+    s.handle_link_down(t, "eof".into());
+    assert_eq!(dialled(&actions(&mut s)), [1]);
+    s.handle_connected(t);
+    assert_eq!(actions(&mut s), [], "same hub: no move");
+    assert_eq!(s.handle_established(t, true).moved_from, None);
+}
+
+#[test]
+fn a_retryable_refusal_moves_on_and_a_410_stays() {
+    let t = t0();
+    let mut s = with_hubs(&[HUB1, HUB2], None, None);
+    establish(&mut s, t);
+    s.handle_link_down(t, "eof".into());
+    actions(&mut s);
+    // The hub answers the resume with 410: it is up, so the new session
+    // is opened there, not elsewhere.
+    s.handle_connected(t);
+    s.handle_session_expired(t, 0, true);
+    assert_eq!(dialled(&actions(&mut s)), [0]);
+    // A hub that is full: the next one at once, not its Retry-After.
+    s.handle_connected(t);
+    s.handle_refused(t, &refusal(503, "hub-full", Some(7)));
+    let acts = actions(&mut s);
+    assert_eq!(acts[0], Action::DropLink);
+    assert_eq!(dialled(&acts), [1]);
+    // Both full: the wait is at least the Retry-After.
+    s.handle_connected(t);
+    s.handle_refused(t, &refusal(503, "hub-full", Some(7)));
+    let (until, _) = wait_of(&actions(&mut s));
+    assert_eq!(until, t + Duration::from_secs(7));
+}
+
+#[test]
+fn max_retries_counts_rounds_not_hubs() {
+    let t = t0();
+    let mut s = with_hubs(&[HUB1, HUB2], None, Some(1));
+    // Round 1: both fail; one retry is allowed.
+    s.handle_connect_error(t, &refused_tcp());
+    assert_eq!(dialled(&actions(&mut s)), [1]);
+    s.handle_connect_error(t, &refused_tcp());
+    let (until, _) = wait_of(&actions(&mut s));
+    s.handle_timeout(until);
+    assert_eq!(dialled(&actions(&mut s)), [0]);
+    // Round 2: the first fails, the second is still tried …
+    s.handle_connect_error(until, &refused_tcp());
+    assert_eq!(dialled(&actions(&mut s)), [1]);
+    // … and when it fails too, that is the end.
+    s.handle_connect_error(until, &refused_tcp());
+    let acts = actions(&mut s);
+    assert!(
+        matches!(&acts[..], [Action::GiveUp(Outcome::Failed(m))]
+            if m.starts_with("giving up after 2 failed attempt(s) in a row (--max-retries 1): ")
+                && m.contains("none of the 2 hubs answered")),
+        "{acts:?}"
+    );
+}
+
+#[test]
+fn a_final_answer_from_any_hub_ends_it() {
+    // A certificate that changed is not a reason to try another hub: it
+    // is a reason to stop (someone may be in the middle).
+    let t = t0();
+    let mut s = with_hubs(&[HUB1, HUB2], None, None);
+    s.handle_connect_error(t, &refused_tcp());
+    assert_eq!(dialled(&actions(&mut s)), [1]);
+    s.handle_connect_error(
+        t,
+        &LinkError::Tls(TlsError::PinMismatch {
+            expected: certs::Fingerprint([1; 32]),
+            presented: certs::Fingerprint([2; 32]),
+        }),
+    );
+    let acts = actions(&mut s);
+    assert!(
+        matches!(&acts[..], [Action::GiveUp(Outcome::Untrusted(m))]
+            if m.starts_with(&format!("cannot connect to {HUB2}: "))),
+        "{acts:?}"
+    );
+}
+
+#[test]
+fn failback_probes_the_first_hub_and_moves_back_when_it_answers() {
+    let every = Duration::from_secs(30);
+    let mut t = t0();
+    let mut s = with_hubs(&[HUB1, HUB2], Some(every), None);
+    // On the first hub: no failback timer.
+    establish(&mut s, t);
+    assert_eq!(s.poll_timeout(), None);
+    // Fail over to the second.
+    s.handle_link_down(t, "eof".into());
+    actions(&mut s);
+    s.handle_connect_error(t, &refused_tcp());
+    actions(&mut s);
+    s.handle_connected(t);
+    actions(&mut s);
+    s.handle_established(t, false);
+    assert_eq!(s.poll_timeout(), Some(t + every));
+    // Nothing before it is due.
+    s.handle_timeout(t + every - Duration::from_millis(1));
+    assert_eq!(actions(&mut s), []);
+    t += every;
+    s.handle_timeout(t);
+    assert_eq!(
+        actions(&mut s),
+        [Action::Connect(Attempt {
+            hub: 0,
+            probe: true,
+            number: 1,
+            first: false
+        })]
+    );
+    // Still down: no news, and again one interval later.
+    s.handle_connect_error(t, &refused_tcp());
+    assert_eq!(actions(&mut s), []);
+    assert_eq!(s.poll_timeout(), Some(t + every));
+    t += every;
+    s.handle_timeout(t);
+    assert_eq!(dialled(&actions(&mut s)), [0]);
+    // Up again: the bridge switched links; the session moves back.
+    s.handle_connected(t);
+    let acts = actions(&mut s);
+    let [Action::MoveSession { hub: 0 }, Action::Report { line, .. }] = &acts[..] else {
+        panic!("{acts:?}")
+    };
+    assert_eq!(
+        line,
+        &format!("{HUB1} answers again: moving back to it from {HUB2} (a new session)")
+    );
+    let settled = s.handle_established(t, false);
+    assert_eq!(settled.moved_from, Some(1));
+    assert_eq!(s.poll_timeout(), None, "home: no more failback");
+}
+
+#[test]
+fn a_failback_probe_in_flight_when_the_link_dies_becomes_the_reconnection() {
+    let every = Duration::from_secs(30);
+    let t = t0();
+    let mut s = with_hubs(&[HUB1, HUB2], Some(every), None);
+    s.handle_connect_error(t, &refused_tcp());
+    actions(&mut s);
+    s.handle_connected(t);
+    actions(&mut s);
+    s.handle_established(t, false);
+    s.handle_timeout(t + every);
+    assert_eq!(dialled(&actions(&mut s)), [0]);
+    // The second hub dies while the probe to the first is on its way.
+    s.handle_link_down(t + every, "eof".into());
+    let acts = actions(&mut s);
+    assert!(matches!(&acts[..], [Action::Report { .. }]), "{acts:?}");
+    // It fails: an ordinary failed attempt now, so the next hub (the
+    // second, where the session is) is tried at once.
+    s.handle_connect_error(t + every, &refused_tcp());
+    assert_eq!(dialled(&actions(&mut s)), [1]);
+}
+
+#[test]
+fn one_hub_behaves_as_before() {
+    // No failover lines, and the wait text is unchanged.
+    let t = t0();
+    let mut s = supervisor(None, 1);
+    s.handle_connect_error(t, &refused_tcp());
+    let (_, line) = wait_of(&actions(&mut s));
+    assert!(!line.contains("hubs"), "{line}");
+    assert!(line.ends_with("(attempt 2)"), "{line}");
 }

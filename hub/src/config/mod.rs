@@ -20,6 +20,7 @@
 //! |---|---|
 //! | `defaults.rs` | every default value and fixed bound |
 //! | `types.rs` | the typed structs, one per TOML table, and their `Default`s |
+//! | `bridge.rs` | a hub's `bridge` (string or table), interface names |
 //! | `values.rs` | parsers for addresses, durations and sizes |
 //! | `paths.rs` | the effective certificate directory, admin socket, users file |
 //! | `problems.rs` | key paths, problems, `FILE:LINE:COL` positions |
@@ -28,6 +29,7 @@
 //!
 //! Everything public is re-exported here: callers write `crate::config::X`.
 
+mod bridge;
 mod defaults;
 mod parse;
 mod paths;
@@ -42,13 +44,14 @@ mod tests;
 use std::borrow::Cow;
 use std::path::Path;
 
+pub use bridge::{check_ifname, BridgeConfig, BridgeMode, DEFAULT_BRIDGE_MAX_MACS};
 pub use defaults::*;
 pub use paths::default_cert_dir;
 pub(crate) use problems::LineIndex;
 pub use problems::{ConfigErrors, ConfigProblem, KeyPath, LocatedProblem, PathSeg, Position};
 pub use types::{
     AuthConfig, Config, FabricConfig, HubConfig, InlineUser, IoBackendSetting, LimitsConfig,
-    SessionConfig, TlsConfig,
+    LogFormat, SessionConfig, TlsConfig,
 };
 pub use validate::check_hub_name;
 pub use values::{fmt_duration, parse_addr, parse_duration, parse_size};

@@ -34,6 +34,7 @@ listen = "0.0.0.0:8443"
 metrics_listen = "127.0.0.1:9750"
 shards = 0
 io_backend = "auto"
+log_format = "text"
 [tls]
 ciphers = "default"
 allow_legacy = false
@@ -88,6 +89,7 @@ admin_socket = "off"
 cert_dir = "/etc/vhub"
 shards = 4
 io_backend = "epoll"
+log_format = "json"
 [tls]
 ciphers = "rc4-md5"
 allow_legacy = true
@@ -122,6 +124,7 @@ cert_fingerprint = "sha256:{}"
         PathBuf::from("/etc/vhub/users.toml")
     );
     assert_eq!(c.io_backend, IoBackendSetting::Epoll);
+    assert_eq!(c.log_format, LogFormat::Json);
     assert_eq!(c.session.timeout, Duration::from_secs(90));
     assert_eq!(c.session.detach_grace, Duration::ZERO);
     assert_eq!(c.limits.max_header_bytes, 16 * 1024);
@@ -223,6 +226,14 @@ fn unknown_fields_all_reported_with_lines() {
     assert!(
         lines[2].starts_with("vhub.toml:6:1: limits.foo: unknown field `foo`"),
         "{e}"
+    );
+}
+
+#[test]
+fn an_unknown_log_format_names_the_choices() {
+    assert_eq!(
+        errors("log_format = \"xml\"\n"),
+        "vhub.toml:1:14: log_format: unknown variant `xml`, expected `text` or `json`"
     );
 }
 

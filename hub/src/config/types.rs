@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use cli_support::LogFormat;
 use serde::Deserialize;
 
 use super::defaults::*;
@@ -38,6 +39,9 @@ pub struct Config {
     /// Number of shards; 0 = one per core.
     pub shards: usize,
     pub io_backend: IoBackendSetting,
+    /// How the log on standard error is written: `text` or `json` (one
+    /// object per line). `--log-format` / `VHUB_LOG_FORMAT` win over it.
+    pub log_format: LogFormat,
     /// As written; `None` means `<cert_dir>/users.toml`, see
     /// [`Config::effective_users_file`].
     pub users_file: Option<PathBuf>,
@@ -65,6 +69,7 @@ impl Default for Config {
             cert_dir: None,
             shards: 0,
             io_backend: IoBackendSetting::Auto,
+            log_format: LogFormat::Text,
             users_file: None,
             tls: TlsConfig::default(),
             session: SessionConfig::default(),
@@ -285,6 +290,10 @@ pub struct HubConfig {
     pub max_sessions: usize,
     /// 0 = `fabric.max_macs_per_hub`.
     pub max_macs: usize,
+    /// Attach the hub to a host network (a local bridge):
+    /// `bridge = "br-lan"` or a `[hub.bridge]` table (see `bridge.rs`).
+    #[serde(deserialize_with = "super::bridge::de_bridge")]
+    pub bridge: Option<super::bridge::BridgeConfig>,
     /// Users listed inline (`[[hub.user]]`), besides those in the users file.
     #[serde(rename = "user")]
     pub users: Vec<InlineUser>,
@@ -297,6 +306,7 @@ impl Default for HubConfig {
             anonymous: false,
             max_sessions: 0,
             max_macs: 0,
+            bridge: None,
             users: Vec::new(),
         }
     }

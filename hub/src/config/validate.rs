@@ -9,6 +9,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::bridge::{check_ifname, BridgeMode};
 use super::defaults::{
     CIPHER_PRESETS, MAX_BATCH_RANGE, MAX_FRAME_RANGE, MAX_HEADER_BYTES_RANGE, MAX_SHARDS,
     MAX_SOCKET_PATH,
@@ -315,6 +316,64 @@ impl Validator {
                 );
             }
             self.check_inline_users(&at, hub);
+        }
+        self.check_bridges(c);
+    }
+
+    /// Each hub's bridge, then across hubs: one Linux bridge for two hubs
+    /// would join two broadcast domains into one, and one TAP name cannot
+    /// be two devices.
+    fn check_bridges(&mut self, c: &Config) {
+        let mut interfaces: std::collections::HashMap<&str, usize> = Default::default();
+        let mut taps: std::collections::HashMap<String, usize> = Default::default();
+        for (i, hub) in c.hub.iter().enumerate() {
+            let Some(b) = &hub.bridge else { continue };
+            let at = path("hub").index(i).key("bridge");
+            if let Err(e) = check_ifname(&b.interface) {
+                self.add(at.clone().key("interface"), e);
+            } else if let Some(first) = interfaces.insert(&b.interface, i) {
+                interfaces.insert(&b.interface, first);
+                self.add(
+                    at.clone().key("interface"),
+                    format!(
+                        "hub[{first}] is bridged to {:?} already: two virtual hubs on one LAN would be one broadcast domain",
+                        b.interface
+                    ),
+                );
+            }
+            if b.mode == BridgeMode::Packet {
+                self.add(
+                    at.clone().key("mode"),
+                    "mode \"packet\" (AF_PACKET on an existing interface) is not available yet; use mode = \"tap\" with a Linux bridge",
+                );
+            }
+            let tap = b.tap_name(&hub.name);
+            if let Err(e) = check_ifname(&tap) {
+                self.add(at.clone().key("tap"), e);
+            } else if tap == b.interface {
+                self.add(
+                    at.clone().key("tap"),
+                    format!("the TAP device cannot have the bridge's own name {tap:?}"),
+                );
+            } else if let Some(first) = taps.insert(tap.clone(), i) {
+                taps.insert(tap.clone(), first);
+                self.add(
+                    at.clone().key("tap"),
+                    format!("hub[{first}] uses the TAP name {tap:?} already; set tap = \"…\" to tell them apart"),
+                );
+            }
+            let hub_cap = hub.effective_max_macs(&c.fabric);
+            if b.max_macs == 0 {
+                self.add(at.clone().key("max_macs"), "must be greater than 0");
+            } else if b.max_macs > hub_cap {
+                self.add(
+                    at.clone().key("max_macs"),
+                    format!(
+                        "{} is more than the hub's own cap of {hub_cap} MACs",
+                        b.max_macs
+                    ),
+                );
+            }
         }
     }
 

@@ -8,8 +8,9 @@ use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::registry::Registry;
 
 use super::families::{
-    encode_buffers, encode_config, encode_drops, encode_handoff, encode_handshakes, encode_hubs,
-    encode_mac_learning, encode_runtime, encode_session_events, encode_tls_suites, encode_traffic,
+    encode_bridges, encode_buffers, encode_config, encode_drops, encode_handoff, encode_handshakes,
+    encode_hubs, encode_mac_learning, encode_runtime, encode_session_events, encode_tls_suites,
+    encode_traffic,
 };
 use super::process::process_metrics;
 use crate::switchboard::Switchboard;
@@ -62,6 +63,7 @@ impl Collector for HubCollector {
         let m = &sb.metrics;
         let t = m.totals();
         encode_hubs(&mut enc, sb)?;
+        encode_bridges(&mut enc, sb)?;
         let fabric = FabricTotals::collect(sb);
         encode_handshakes(&mut enc, m)?;
         encode_tls_suites(&mut enc, m)?;

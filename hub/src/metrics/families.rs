@@ -100,6 +100,19 @@ pub(super) fn encode_handshakes(enc: &mut DescriptorEncoder, m: &Metrics) -> std
         "vhub_logins_untracked",
         "Failed logins the throttle could not remember (its table was full).",
         m.logins_untracked.load(Relaxed),
+    )?;
+    labelled(
+        enc,
+        "vhub_capture_frames",
+        "Frames of `vhub ctl capture`: written to a reader, or dropped because the reader was behind (the hub's own frames are never dropped for it).",
+        "result",
+        [
+            ("written", &m.capture_written),
+            ("dropped", &m.capture_dropped),
+        ]
+        .into_iter()
+        .map(|(l, v)| (l.to_string(), ConstCounter::new(v.load(Relaxed)))),
+        MetricType::Counter,
     )
 }
 
@@ -361,4 +374,45 @@ pub(super) fn encode_runtime(enc: &mut DescriptorEncoder, m: &Metrics) -> std::f
         [(backend, ConstGauge::new(1i64))],
         prometheus_client::metrics::MetricType::Gauge,
     )
+}
+
+/// Local bridges, by hub (only hubs that have one): whether the TAP is a
+/// port of its Linux bridge, and frames from the host network (`in`), to
+/// it (`out`) and dropped on the way to it (`dropped`: its queue full, or
+/// the bridge away). Their frames are also in `vhub_frames_total`.
+pub(super) fn encode_bridges(enc: &mut DescriptorEncoder, sb: &Switchboard) -> std::fmt::Result {
+    use prometheus_client::encoding::EncodeMetric;
+    use prometheus_client::metrics::MetricType;
+    let bridges: Vec<(String, std::sync::Arc<crate::bridge::BridgeStatus>)> = sb
+        .hubs
+        .iter()
+        .filter_map(|h| Some((h.name().to_owned(), h.bridge.lock().clone()?)))
+        .collect();
+    labelled(
+        enc,
+        "vhub_bridge_up",
+        "1 when the hub's local bridge is attached (its TAP device a port of the Linux bridge, the bridge up), else 0.",
+        "hub",
+        bridges
+            .iter()
+            .map(|(h, b)| (h.clone(), ConstGauge::new(i64::from(b.up.load(Relaxed))))),
+        MetricType::Gauge,
+    )?;
+    let mut m = enc.encode_descriptor(
+        "vhub_bridge_frames",
+        "Frames of local bridges, by hub and direction: in from the host network, out to it, dropped on the way out.",
+        None,
+        MetricType::Counter,
+    )?;
+    for (hub, b) in &bridges {
+        let (frames_in, frames_out, dropped) = b.counters();
+        for (direction, v) in [("in", frames_in), ("out", frames_out), ("dropped", dropped)] {
+            let labels = [
+                ("hub".to_owned(), hub.clone()),
+                ("direction".to_owned(), direction.to_owned()),
+            ];
+            ConstCounter::new(v).encode(m.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
 }

@@ -50,6 +50,10 @@ pub struct Metrics {
     pub logins_delayed: AtomicU64,
     /// Login failures not tracked because the throttle's table was full.
     pub logins_untracked: AtomicU64,
+    /// `vhub ctl capture`: frames written to readers, and frames lost
+    /// because a reader was behind (never hub frames).
+    pub capture_written: AtomicU64,
+    pub capture_dropped: AtomicU64,
     pub shards: Vec<ShardCounters>,
     pub sessions_by_hub: Vec<AtomicI64>,
     pub detached_by_hub: Vec<AtomicI64>,
@@ -72,6 +76,8 @@ impl Metrics {
             limits: Default::default(),
             logins_delayed: AtomicU64::new(0),
             logins_untracked: AtomicU64::new(0),
+            capture_written: AtomicU64::new(0),
+            capture_dropped: AtomicU64::new(0),
             shards: (0..shards).map(|_| ShardCounters::default()).collect(),
             sessions_by_hub: (0..hubs).map(|_| AtomicI64::new(0)).collect(),
             detached_by_hub: (0..hubs).map(|_| AtomicI64::new(0)).collect(),

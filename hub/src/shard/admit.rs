@@ -289,7 +289,7 @@ impl<B: Backend> Shard<B> {
             let slot = entry.key() as u32;
             let port = self.sb.add_port(hub, PortInfo::vhub(self.id, slot, form));
             entry.insert(Slot {
-                session: Some(Box::new(session)),
+                endpoint: super::Endpoint::Session(Some(Box::new(session))),
                 hub,
                 port,
                 token,
@@ -337,7 +337,7 @@ impl<B: Backend> Shard<B> {
                         self.sb.metrics.detached_by_hub[slot.hub].fetch_sub(1, Ordering::Relaxed);
                     }
                     slot.peer = peer;
-                    let s = slot.session.as_mut().expect("session present");
+                    let s = slot.session_mut().expect("session present");
                     let r = s.resume(Instant::now(), rx);
                     if r.is_err() {
                         // Stays detached: the next valid resume may still come.

@@ -11,7 +11,8 @@ use switch_core::fabric::{PortId, Route};
 use switch_core::offload::{self, Form};
 use switch_core::session::{SendError, Session};
 
-use super::{Shard, Slot, State_};
+use super::{Endpoint, Shard, Slot, State_};
+use crate::capture::{self, Egress};
 use crate::metrics::Local;
 use crate::net::Backend;
 use crate::switchboard::{Batch, Target, BATCH_BYTES};
@@ -52,6 +53,23 @@ impl<B: Backend> Shard<B> {
                     .iter()
                     .map(|s| fabric.forward(now, from.port, self.id, frame(s))),
             );
+        }
+        let hub = &self.sb.hubs[from.hub];
+        if hub.taps.active() {
+            let frames = spans.iter().zip(&routes).map(|(s, r)| {
+                let to = match *r {
+                    Route::Local { slot, .. } => st
+                        .slots
+                        .get(slot as usize)
+                        .map_or(Egress::None, |s| Egress::Port(s.port)),
+                    Route::Remote { port, .. } => Egress::Port(port),
+                    Route::Flood { .. } => Egress::Flood,
+                    Route::Drop(_) => Egress::None,
+                };
+                (frame(s), to)
+            });
+            let lost = &self.sb.metrics.capture_dropped;
+            capture::offer_chunk(&hub.taps, from.port, from.form, frames, lost);
         }
         for (span, route) in spans.iter().zip(&routes) {
             let f = frame(span);
@@ -128,6 +146,8 @@ impl<B: Backend> Shard<B> {
                 s.dirty = false;
                 if let Some(c) = &s.conn {
                     c.wake.notify_one();
+                } else if let Endpoint::Bridge(b) = &s.endpoint {
+                    b.wake();
                 }
             }
         }
@@ -186,14 +206,25 @@ fn flood_here<S>(st: &mut State_<S>, hub: usize, except: Option<u32>, frame: &[u
     st.local = local;
 }
 
-/// Hands a frame (in form `from`) to a session on this shard, in the
-/// receiver's form (`offload::convert`), within the hub-wide buffer budget.
+/// Hands a frame (in form `from`) to the endpoint of a port on this
+/// shard: a session (in its form, `offload::convert`, within the hub-wide
+/// buffer budget) or a local bridge (plain frames, its own bounded queue).
+/// Either way the slot is marked dirty, so `finish_round` wakes its writer.
 fn deliver<S>(st: &mut State_<S>, slot: u32, frame: &[u8], from: Form) {
     let Some(s) = st.slots.get_mut(slot as usize) else {
         return;
     };
-    let Some(session) = s.session.as_mut() else {
-        return;
+    let session = match &mut s.endpoint {
+        Endpoint::Session(Some(session)) => session,
+        Endpoint::Session(None) => return,
+        Endpoint::Bridge(b) => {
+            let c = &mut st.counters;
+            if b.queue_frame(frame, from, &mut st.scratch, c) && !s.dirty {
+                s.dirty = true;
+                st.dirty.push(slot);
+            }
+            return;
+        }
     };
     let c = &mut st.counters;
     // The hub-wide buffer budget: past it, a session that already holds

@@ -33,6 +33,8 @@ impl<B: Backend> Shard<B> {
                     Control::Snapshot(reply) => {
                         let _ = reply.send(self.snapshot());
                     }
+                    Control::AddBridge { hub, status } => self.add_bridge(hub, status),
+                    Control::RemoveBridge { hub } => self.remove_bridge(hub),
                     Control::Shutdown => stop = true,
                 }
             }
@@ -64,9 +66,13 @@ impl<B: Backend> Shard<B> {
     fn kick(&self, slot: u32, token: SessionToken, code: CloseCode, reason: &str) {
         let mut st = self.st.borrow_mut();
         let st = &mut *st;
-        if let Some(s) = st.slots.get_mut(slot as usize).filter(|s| s.token == token) {
+        if let Some(s) = st
+            .slots
+            .get_mut(slot as usize)
+            .filter(|s| s.token == token && !s.is_bridge())
+        {
             info!(session = %token.short(), user = %s.user, ?code, %reason, "closing a session on request");
-            if let Some(session) = s.session.as_mut() {
+            if let Some(session) = s.session_mut() {
                 session.close(code, reason);
             }
             match &s.conn {
@@ -82,8 +88,10 @@ impl<B: Backend> Shard<B> {
         let st = self.st.borrow();
         st.slots
             .iter()
+            // Bridges are not sessions: `vhub ctl hubs` shows them.
+            .filter(|(_, s)| !s.is_bridge())
             .map(|(slot, s)| {
-                let session = s.session.as_ref();
+                let session = s.session();
                 let stats = session.map(|x| *x.stats()).unwrap_or_default();
                 let state = match (session.map(|x| x.state()), &s.conn) {
                     (Some(State::Closed) | None, _) => "closing",

@@ -13,8 +13,9 @@
 //! | `login.rs` | who a new session belongs to: password, certificate, anonymous; throttling |
 //! | `admit.rs` | the `vhub/1` upgrade: new session, resume, migration to the owner shard |
 //! | `pump.rs` | an established connection: the reader loop and the writer task |
-//! | `deliver.rs` | frames of one input chunk: ask the fabric, then move the bytes |
+//! | `deliver.rs` | frames of one input chunk: ask the fabric, offer them to captures (if any), then move the bytes |
 //! | `mailbox.rs` | what other shards send: frame batches and control messages |
+//! | `bridge.rs` | a local bridge: a fabric port whose far end is a TAP device on a Linux bridge |
 //!
 //! Where a frame goes is decided by switch-core (`Session` for the bytes,
 //! `Fabric::forward` for the port, `LocalPorts` for a flood's receivers on
@@ -22,6 +23,7 @@
 //! shard's mailbox.
 
 mod admit;
+mod bridge;
 mod deliver;
 mod front;
 mod login;
@@ -77,9 +79,20 @@ impl<S: NetStream> Conn<S> {
     }
 }
 
-/// A session held by this shard: one port of a virtual hub's fabric.
+/// What sits behind one of this shard's fabric ports.
+enum Endpoint {
+    /// A `vhub/1` session. `None` only while its reader has taken it out
+    /// to run input through it (`pump.rs: process_input`).
+    Session(Option<Box<Session>>),
+    /// A local bridge to a host network (`bridge.rs`).
+    Bridge(Box<bridge::BridgePort>),
+}
+
+/// One port of a virtual hub's fabric held by this shard: a session, or a
+/// local bridge. The session's own fields (token, user, conn, peer) are
+/// empty for a bridge (a zero token, never in the registry).
 struct Slot<S> {
-    session: Option<Box<Session>>,
+    endpoint: Endpoint,
     hub: usize,
     port: PortId,
     token: SessionToken,
@@ -93,6 +106,41 @@ struct Slot<S> {
     peer: SocketAddr,
     /// This session's buffered bytes as last counted in the shard's total.
     buffered: usize,
+}
+
+impl<S> Slot<S> {
+    /// The session, unless the slot holds a bridge (or the reader has the
+    /// session out).
+    fn session(&self) -> Option<&Session> {
+        match &self.endpoint {
+            Endpoint::Session(s) => s.as_deref(),
+            Endpoint::Bridge(_) => None,
+        }
+    }
+
+    fn session_mut(&mut self) -> Option<&mut Session> {
+        match &mut self.endpoint {
+            Endpoint::Session(s) => s.as_deref_mut(),
+            Endpoint::Bridge(_) => None,
+        }
+    }
+
+    /// Takes the session out (to run input through it without holding the
+    /// slot); [`Slot::put_session`] puts it back.
+    fn take_session(&mut self) -> Option<Box<Session>> {
+        match &mut self.endpoint {
+            Endpoint::Session(s) => s.take(),
+            Endpoint::Bridge(_) => None,
+        }
+    }
+
+    fn put_session(&mut self, session: Box<Session>) {
+        self.endpoint = Endpoint::Session(Some(session));
+    }
+
+    fn is_bridge(&self) -> bool {
+        matches!(self.endpoint, Endpoint::Bridge(_))
+    }
 }
 
 /// Whether `conn` is still the connection of slot `s` (a resume replaces it).
@@ -247,7 +295,11 @@ impl<B: Backend> Shard<B> {
         let slots: Vec<u32> = st.slots.iter().map(|(k, _)| k as u32).collect();
         for slot in slots {
             let s = &mut st.slots[slot as usize];
-            if let Some(session) = s.session.as_mut() {
+            if s.is_bridge() {
+                self.remove_bridge_slot(st, slot);
+                continue;
+            }
+            if let Some(session) = s.session_mut() {
                 session.close(CloseCode::Shutdown, "the hub is shutting down");
             }
             match &s.conn {
@@ -272,19 +324,19 @@ impl<B: Backend> Shard<B> {
                 let detached: Vec<u32> = st
                     .slots
                     .iter()
-                    .filter(|(_, s)| s.conn.is_none())
+                    .filter(|(_, s)| s.conn.is_none() && !s.is_bridge())
                     .map(|(k, _)| k as u32)
                     .collect();
                 for slot in detached {
-                    if let Some(session) = st.slots[slot as usize].session.as_mut() {
+                    if let Some(session) = st.slots[slot as usize].session_mut() {
                         session.handle_timeout(now);
                     }
                     self.handle_events(st, slot);
-                    if st.slots.get(slot as usize).is_some_and(|s| {
-                        s.session
-                            .as_ref()
-                            .is_some_and(|x| x.state() == State::Closed)
-                    }) {
+                    if st
+                        .slots
+                        .get(slot as usize)
+                        .is_some_and(|s| s.session().is_some_and(|x| x.state() == State::Closed))
+                    {
                         self.remove_slot(st, slot);
                     }
                 }
@@ -305,7 +357,7 @@ impl<B: Backend> Shard<B> {
         let Some(s) = st.slots.get_mut(slot as usize) else {
             return;
         };
-        let Some(session) = s.session.as_mut() else {
+        let Endpoint::Session(Some(session)) = &mut s.endpoint else {
             return;
         };
         let mut closed = false;
@@ -345,8 +397,10 @@ impl<B: Backend> Shard<B> {
 
     /// Drops a finished session everywhere.
     fn remove_slot(&self, st: &mut State_<B::Stream>, slot: u32) {
-        if !st.slots.contains(slot as usize) {
-            return;
+        match st.slots.get(slot as usize) {
+            None => return,
+            Some(s) if s.is_bridge() => return self.remove_bridge_slot(st, slot),
+            Some(_) => {}
         }
         let s = st.slots.remove(slot as usize);
         self.trim.set(true);
@@ -377,7 +431,7 @@ impl<B: Backend> Shard<B> {
             return; // a resumed connection took over
         }
         s.conn = None;
-        let session = s.session.as_mut().expect("session present");
+        let session = s.session_mut().expect("session present");
         if session.state() == State::Closed {
             self.remove_slot(st, slot);
             return;

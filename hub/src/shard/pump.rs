@@ -126,7 +126,7 @@ impl<B: Backend> Shard<B> {
             return false; // replaced by a resumed connection
         }
         let (hub, port) = (s.hub, s.port);
-        let mut session = s.session.take().expect("session present");
+        let mut session = s.take_session().expect("session present");
         // The frames of this chunk, as spans of the plaintext: switched
         // after the whole chunk is decoded, so the fabric's lock is taken
         // once. They stay valid until the pump's next decrypt.
@@ -173,7 +173,7 @@ impl<B: Backend> Shard<B> {
         // ACKs in the input freed buffer space.
         let s = &mut st.slots[slot as usize];
         super::deliver::recount(&mut st.buffered, s, &session);
-        s.session = Some(session);
+        s.put_session(session);
         if wants {
             conn.wake.notify_one();
         }
@@ -213,7 +213,7 @@ impl<B: Backend> Shard<B> {
                 if !is_current(s, conn) {
                     break;
                 }
-                let session = s.session.as_mut().expect("session present");
+                let session = s.session_mut().expect("session present");
                 session.handle_timeout(now);
                 if pump.output_capacity() == 0 && session.wants_transmit() {
                     pump.reserve_output(16 * 1024);

@@ -18,7 +18,7 @@
 //!   behind its own lock, held only for [`Fabric::forward`] (learn + look
 //!   up): the bytes move after it is released.
 //! * A *port* is anything that sends and takes Ethernet frames: a `vhub/1`
-//!   session today ([`PortKind`]). The fabric knows where it lives
+//!   session or a local bridge to a host network ([`PortKind`]). The fabric knows where it lives
 //!   ([`PortLoc`]: shard and slot) and the form of its frames
 //!   ([`Form`](crate::offload::Form): plain, or behind a `virtio_net_hdr`),
 //!   and switches every kind alike. [`PortId`] is a slab index plus a
@@ -108,8 +108,9 @@ impl PortId {
 /// Limits and timers of a [`Fabric`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FabricConfig {
-    /// MAC entries one port may own; a port at its cap learns no new source
-    /// and cannot take over a MAC from another port. Default 1024.
+    /// MAC entries one port may own, unless the port has a cap of its own
+    /// ([`PortInfo::max_macs`], a bridge); a port at its cap learns no new
+    /// source and cannot take over a MAC from another port. Default 1024.
     pub max_macs_per_port: u32,
     /// MAC entries the domain (one virtual hub) may hold. Default 65536.
     pub max_macs_per_hub: u32,
@@ -172,6 +173,9 @@ struct PortSlot {
     /// Entries of the table that point at this slot; kept exact so
     /// `remove_port` can skip the table scan for a port with none.
     mac_count: u32,
+    /// The occupant's MAC cap: its own ([`PortInfo::max_macs`]) or the
+    /// fabric's per-port default.
+    max_macs: u32,
 }
 
 /// One MAC table entry. The port is a slab index: entries are purged when
@@ -264,6 +268,7 @@ impl Fabric {
                     generation: 0,
                     info: None,
                     mac_count: 0,
+                    max_macs: 0,
                 });
                 index
             }
@@ -271,6 +276,10 @@ impl Fabric {
         let slot = &mut self.slots[index as usize];
         debug_assert!(slot.info.is_none() && slot.mac_count == 0);
         slot.info = Some(info);
+        slot.max_macs = match info.max_macs {
+            0 => self.config.max_macs_per_port,
+            own => own,
+        };
         let port = PortId {
             index,
             generation: slot.generation,
@@ -465,7 +474,7 @@ impl Fabric {
     fn learn(&mut self, port: u32, src: u64, now_s: u32) {
         let slots = &mut self.slots;
         let stats = &mut self.stats;
-        let port_full = slots[port as usize].mac_count >= self.config.max_macs_per_port;
+        let port_full = slots[port as usize].mac_count >= slots[port as usize].max_macs;
         let hub_full = self.table.len() >= self.config.max_macs_per_hub as usize;
         match self.table.get_mut(&src) {
             Some(e) => {

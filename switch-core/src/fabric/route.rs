@@ -22,6 +22,10 @@ pub struct PortLoc {
 pub enum PortKind {
     /// A `vhub/1` session (a `vnic`, or anything speaking the protocol).
     Vhub,
+    /// A host network the hub is attached to (a local bridge): a whole
+    /// LAN behind one port, so it has a MAC cap of its own
+    /// ([`PortInfo::max_macs`]).
+    Bridge,
 }
 
 impl PortKind {
@@ -29,6 +33,7 @@ impl PortKind {
     pub fn as_str(self) -> &'static str {
         match self {
             PortKind::Vhub => "vhub",
+            PortKind::Bridge => "bridge",
         }
     }
 }
@@ -40,6 +45,11 @@ pub struct PortInfo {
     /// The form of the frames this port sends and takes.
     pub form: Form,
     pub kind: PortKind,
+    /// MAC entries this port may own; 0 = the fabric's
+    /// [`FabricConfig::max_macs_per_port`](super::FabricConfig::max_macs_per_port).
+    /// A session takes the default; a bridge (a LAN with many stations)
+    /// has its own.
+    pub max_macs: u32,
 }
 
 impl PortInfo {
@@ -49,6 +59,18 @@ impl PortInfo {
             loc: PortLoc { shard, slot },
             form,
             kind: PortKind::Vhub,
+            max_macs: 0,
+        }
+    }
+
+    /// A local bridge's port: plain frames, at most `max_macs` MACs
+    /// learned behind it (0 = the fabric's per-port default).
+    pub fn bridge(shard: u16, slot: u32, max_macs: u32) -> Self {
+        PortInfo {
+            loc: PortLoc { shard, slot },
+            form: Form::Plain,
+            kind: PortKind::Bridge,
+            max_macs,
         }
     }
 }

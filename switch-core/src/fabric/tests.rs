@@ -215,6 +215,47 @@ fn per_port_cap_refuses_learns_and_moves_but_forwards() {
 }
 
 #[test]
+fn a_bridge_port_has_its_own_mac_cap() {
+    // Sessions may own 2 MACs; the bridge (a LAN behind one port) 4.
+    const BROADCAST: [u8; 6] = [0xff; 6];
+    let config = FabricConfig {
+        max_macs_per_port: 2,
+        ..FabricConfig::default()
+    };
+    let (c, mut f) = setup(config);
+    let session = f.add_port(at(1));
+    let bridge = f.add_port(PortInfo::bridge(0, 2, 4));
+    assert_eq!(f.port(bridge).map(|p| p.kind), Some(PortKind::Bridge));
+    let stations = [A, B, C, D, [0x02, 0, 0, 0, 0, 0x0e]];
+    for s in &stations {
+        let _ = f.forward(c.t(0), bridge, 0, &eth(BROADCAST, *s));
+    }
+    // Four learned behind the bridge, the fifth refused (and counted).
+    assert_eq!(f.port_mac_count(bridge), 4);
+    assert_eq!(f.stats().refused_port_cap, 1);
+    assert_eq!(f.lookup(c.t(0), mac(stations[4])), None);
+    // The session keeps the default cap of 2.
+    let e = [0x02, 0, 0, 0, 0, 0x10];
+    for k in 0..3u8 {
+        let _ = f.forward(c.t(0), session, 0, &eth(A, [e[0], 0, 0, 0, 0, 0x10 + k]));
+    }
+    assert_eq!(f.port_mac_count(session), 2);
+    // A frame from the session to a station behind the bridge goes there;
+    // one from the bridge to its own station never goes back out.
+    assert_eq!(f.forward(c.t(1), session, 0, &eth(B, e)), local(2));
+    assert_eq!(
+        f.forward(c.t(1), bridge, 0, &eth(B, A)),
+        Route::Drop(DropReason::SameSegment)
+    );
+    // A bridge with 0 takes the fabric default, like a session.
+    let other = f.add_port(PortInfo::bridge(0, 3, 0));
+    for k in 0..3u8 {
+        let _ = f.forward(c.t(2), other, 0, &eth(BROADCAST, [0x02, 0, 0, 0, 1, k]));
+    }
+    assert_eq!(f.port_mac_count(other), 2);
+}
+
+#[test]
 fn per_hub_cap_refuses_new_macs_but_not_moves() {
     let config = FabricConfig {
         max_macs_per_hub: 2,

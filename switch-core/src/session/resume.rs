@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use super::{Event, ResumeError, Session, State};
+use super::{Connect, Event, ResumeError, Role, Session, State};
 
 impl Session {
     /// The transport under the session is gone (reset, closed, relay died).
@@ -80,8 +80,38 @@ impl Session {
         (resent, lost)
     }
 
+    /// Client: the link is gone and the next one goes to another hub
+    /// (`connect` names it): that hub cannot know this session, so the
+    /// next [`reconnect`](Self::reconnect) asks it for a new one instead
+    /// of a resume that could only be refused. Frames never transmitted
+    /// are kept for the new session; frames transmitted on the old one
+    /// may or may not have arrived and are dropped, counted in
+    /// `unconfirmed` (returned). No event: the caller chose this. Only a
+    /// detached client session moves; otherwise nothing happens and 0 is
+    /// returned.
+    pub fn move_to(&mut self, connect: Connect) -> u64 {
+        if self.state != State::Detached {
+            return 0;
+        }
+        let Role::Client { connect: c } = &mut self.role else {
+            return 0;
+        };
+        *c = connect;
+        if self.token.is_none() {
+            return 0;
+        }
+        self.start_over()
+    }
+
     /// The resumed session starts over: a new session on the next reconnect.
     pub(super) fn expire_session(&mut self) {
+        let unconfirmed = self.start_over();
+        self.events.push_back(Event::SessionExpired { unconfirmed });
+    }
+
+    /// Forgets the token and renumbers what was never transmitted for a
+    /// new session. Returns the frames transmitted whose fate is unknown.
+    fn start_over(&mut self) -> u64 {
         // Frames transmitted on the lost session may or may not have arrived.
         let unconfirmed = self.tx_sent - self.ring_first;
         self.drop_front_frames(unconfirmed);
@@ -100,6 +130,6 @@ impl Session {
         self.ack_deadline = None;
         self.token = None;
         self.state = State::Detached;
-        self.events.push_back(Event::SessionExpired { unconfirmed });
+        unconfirmed
     }
 }

@@ -254,6 +254,63 @@ fn hub_forgets_a_detached_session_after_the_grace_period() {
 }
 
 #[test]
+fn move_to_another_hub_starts_a_new_session_and_keeps_unsent_frames() {
+    let mut p = established();
+    for i in 0..5 {
+        p.client.send_frame(&test_frame(1, i, 100)).unwrap();
+    }
+    // Transmitted, never acknowledged: the old hub dies with them.
+    let mut lost = Vec::new();
+    p.client.poll_transmit(p.now, &mut lost, 1 << 20);
+    p.cut();
+    // Queued while detached: never transmitted.
+    for i in 5..8 {
+        p.client.send_frame(&test_frame(1, i, 100)).unwrap();
+    }
+    // Only a detached session moves.
+    assert_eq!(p.client.state(), State::Detached);
+    let unconfirmed = p.client.move_to(Connect {
+        hub: "LAB".into(),
+        host: "hub2:8443".into(),
+        credentials: None,
+    });
+    assert_eq!(unconfirmed, 5);
+    assert_eq!(p.client.stats().unconfirmed, 5);
+    assert_eq!(p.client.token(), None);
+    // The second hub has never heard of it: a fresh hub session.
+    p.hub = None;
+    p.client.reconnect(p.now);
+    let mut req = Vec::new();
+    p.client.poll_transmit(p.now, &mut req, 1 << 16);
+    let head = String::from_utf8_lossy(&req);
+    assert!(head.starts_with("GET /vhub/LAB "), "{head}");
+    assert!(head.contains("Host: hub2:8443\r\n"), "{head}");
+    assert!(
+        !head.contains("Vhub-Resume"),
+        "a new session, no resume: {head}"
+    );
+    // Re-run the handshake through the sim (the request above is gone).
+    p.client.link_lost(p.now);
+    p.reconnect();
+    p.drive();
+    assert_eq!(p.client.state(), State::Established);
+    assert!(!p
+        .client_events
+        .iter()
+        .any(|e| matches!(e, Event::SessionExpired { .. })));
+    // The frames queued while detached, and only those, reach the new hub.
+    assert_eq!(p.to_hub, [5, 6, 7].map(|i| test_frame(1, i, 100)));
+    // An established session does not move.
+    let c = Connect {
+        hub: "X".into(),
+        host: "x".into(),
+        credentials: None,
+    };
+    assert_eq!(p.client.move_to(c), 0);
+    assert!(p.client.token().is_some());
+}
+
+#[test]
 fn resume_resends_exactly_what_was_missed() {
     let mut p = established();
     for i in 0..50 {

@@ -43,7 +43,15 @@ fn frames_read_from_the_tap_reach_the_hub_in_the_sessions_form() {
     let max = p.client.config().limits.max_frame as usize;
     tap.push_incoming(&with_plain_header(&test_frame(1, 9, max + 1)));
     let (mut batch, mut shell, mut scratch) = Default::default();
-    let n = tap_to_session(&tap, &mut batch, &mut p.client, &mut shell, &mut scratch).unwrap();
+    let n = tap_to_session(
+        &tap,
+        &mut batch,
+        &mut p.client,
+        &mut shell,
+        &mut scratch,
+        None,
+    )
+    .unwrap();
     assert_eq!(n, 4);
     assert_eq!(tap.pending(), 0);
     assert_eq!(
@@ -63,7 +71,15 @@ fn frames_read_from_the_tap_reach_the_hub_in_the_sessions_form() {
     p.drive();
     assert_eq!(p.to_hub, frames);
     // Nothing waiting: nothing read, nothing queued.
-    let n = tap_to_session(&tap, &mut batch, &mut p.client, &mut shell, &mut scratch).unwrap();
+    let n = tap_to_session(
+        &tap,
+        &mut batch,
+        &mut p.client,
+        &mut shell,
+        &mut scratch,
+        None,
+    )
+    .unwrap();
     assert_eq!(n, 0);
 }
 
@@ -83,6 +99,7 @@ fn frames_from_the_hub_are_written_to_the_tap_in_its_form() {
         let to = ToTap {
             tap: &tap,
             icmp: &mut icmp,
+            neighbours: &mut None,
             errors: &mut errors,
             early: &mut early,
         };
@@ -116,10 +133,75 @@ fn frames_the_tap_refuses_are_counted() {
     let to = ToTap {
         tap: &tap,
         icmp: &mut icmp,
+        neighbours: &mut None,
         errors: &mut errors,
         early: &mut early,
     };
     session_to_tap(now, &mut p.client, &wire, to).unwrap();
     assert_eq!(errors, 1);
     assert!(tap.take_written().is_empty());
+}
+
+#[test]
+fn while_the_link_is_down_the_tap_gets_answers_from_what_the_hub_showed() {
+    use crate::lan::arp_request;
+    use std::net::Ipv4Addr;
+    let (ip_a, ip_b, ip_c) = (
+        Ipv4Addr::new(10, 77, 0, 11),
+        Ipv4Addr::new(10, 77, 0, 12),
+        Ipv4Addr::new(10, 77, 0, 13),
+    );
+    let mut p = established();
+    // A TAP with offload, as vnic opens it by default.
+    let tap = FakeTap::new("vnic-test", true);
+    let mac_b = [0x02, 0, 0, 0, 0, 0x0b];
+    // B's ARP request for the host, delivered by the hub: learned.
+    p.hub().send_frame(&arp_request(mac_b, ip_b, ip_a)).unwrap();
+    let mut wire = Vec::new();
+    let now = p.now;
+    p.hub().poll_transmit(now, &mut wire, usize::MAX);
+    let mut neighbours = Some(Neighbours::new(tap.mac, Some((ip_a, 24)), 64));
+    let (mut icmp, mut errors, mut early) = (None, 0, Vec::new());
+    let to = ToTap {
+        tap: &tap,
+        icmp: &mut icmp,
+        neighbours: &mut neighbours,
+        errors: &mut errors,
+        early: &mut early,
+    };
+    session_to_tap(now, &mut p.client, &wire, to).unwrap();
+    assert_eq!(tap.take_written().len(), 1);
+    // The link goes; the host asks for B, then for C (never seen).
+    p.cut();
+    let buffered = p.client.buffered_frames();
+    tap.push_incoming(&with_plain_header(&arp_request(tap.mac, ip_a, ip_b)));
+    tap.push_incoming(&with_plain_header(&arp_request(tap.mac, ip_a, ip_c)));
+    let (mut batch, mut shell, mut scratch) = Default::default();
+    let mut reply = Vec::new();
+    let suppress = Suppress {
+        now,
+        neighbours: neighbours.as_mut().unwrap(),
+        reply: &mut reply,
+    };
+    let n = tap_to_session(
+        &tap,
+        &mut batch,
+        &mut p.client,
+        &mut shell,
+        &mut scratch,
+        Some(suppress),
+    )
+    .unwrap();
+    assert_eq!(n, 2);
+    // B's answer went back to the TAP (behind a plain header) …
+    let written = tap.take_written();
+    assert_eq!(written.len(), 1);
+    let answer = &written[0][VNET_HDR_LEN..];
+    assert_eq!(&answer[0..6], &tap.mac);
+    assert_eq!(&answer[6..12], &mac_b);
+    assert_eq!(&answer[20..22], &[0, 2], "an ARP reply");
+    // … and only the unknown request waits for the hub.
+    assert_eq!(p.client.buffered_frames(), buffered + 1);
+    let stats = neighbours.unwrap().stats();
+    assert_eq!((stats.arp_answered, stats.unknown), (1, 1));
 }

@@ -1,0 +1,396 @@
+//! The local bridge (`[[hub]] bridge`): a virtual hub attached to a host
+//! LAN. A real `vhub` in a "lan" namespace with a Linux bridge `br-lan`
+//! and a "server" on it; a real `vnic` in a "client" namespace reaches the
+//! server through the hub (ping and ARP both ways, iperf3 both ways); the
+//! server's MAC is listed behind the bridge port; a reload removes the
+//! bridge (TAP deleted) and brings it back without touching the session;
+//! the Linux bridge going away and coming back is waited out, not fatal.
+//!
+//! ```text
+//!  client ns                       lan ns                                   server ns
+//!  vnic0 10.50.0.2/24   ─ TLS ─►  vhub (hub "lab") ─ TAP vh-lab ─ br-lan ─ veth ─ eth0 10.50.0.1/24
+//!  eth0 10.51.0.2 ──── veth ────  vbc0 10.51.0.1 (the hub's listener)
+//! ```
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+
+const T: Duration = Duration::from_secs(30);
+const LAN: &str = "vh-brtest-lan";
+const SRV: &str = "vh-brtest-srv";
+const CLI: &str = "vh-brtest-cli";
+
+/// A namespace of this test, without the veth to the root namespace that
+/// `Ns::new` makes (the hub and the client talk over a veth of their own).
+fn netns(name: &str) -> Ns {
+    let _ = run_any(&["ip", "netns", "del", name]);
+    run(&["ip", "netns", "add", name]);
+    let ns = Ns {
+        name: name.to_owned(),
+        // No such link in the root namespace: Drop's `ip link del` of it
+        // does nothing.
+        host_if: "vh-brtest-none".into(),
+        ns_if: "eth0".into(),
+        host_ip: [0, 0, 0, 0].into(),
+        ns_ip: [0, 0, 0, 0].into(),
+    };
+    ns.exec_ok(&["ip", "link", "set", "lo", "up"]);
+    ns.exec_ok(&["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"]);
+    ns.exec_ok(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
+    ns
+}
+
+/// `br-lan` in the lan namespace, with the server's veth end on it.
+fn make_bridge(lan: &Ns) {
+    lan.exec_ok(&["ip", "link", "add", "br-lan", "type", "bridge"]);
+    // No STP delays: a port forwards as soon as it is up.
+    lan.exec_ok(&[
+        "ip",
+        "link",
+        "set",
+        "br-lan",
+        "type",
+        "bridge",
+        "stp_state",
+        "0",
+    ]);
+    lan.exec_ok(&[
+        "ip",
+        "link",
+        "set",
+        "br-lan",
+        "type",
+        "bridge",
+        "forward_delay",
+        "0",
+    ]);
+    lan.exec_ok(&["ip", "link", "set", "vbs0", "master", "br-lan"]);
+    lan.exec_ok(&["ip", "link", "set", "br-lan", "up"]);
+}
+
+fn write_config(path: &Path, dir: &Path, port: u16, bridged: bool) {
+    let bridge = if bridged { "bridge = \"br-lan\"\n" } else { "" };
+    std::fs::write(
+        path,
+        format!(
+            r#"listen = "10.51.0.1:{port}"
+metrics_listen = "off"
+admin_socket = "{admin}"
+cert_dir = "{certs}"
+shards = 2
+
+[session]
+keepalive = "1s"
+timeout = "3s"
+
+[[hub]]
+name = "lab"
+anonymous = true
+{bridge}"#,
+            admin = dir.join("admin.sock").display(),
+            certs = dir.join("certs").display(),
+        ),
+    )
+    .unwrap();
+}
+
+/// `vhub ctl --json ARGS` against the hub's admin socket (a file: reachable
+/// from any network namespace).
+fn ctl(dir: &Path, args: &[&str]) -> serde_json::Value {
+    try_ctl(dir, args).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// As [`ctl`]; an error (the hub not answering yet) instead of a panic.
+fn try_ctl(dir: &Path, args: &[&str]) -> Result<serde_json::Value, String> {
+    let sock = dir.join("admin.sock");
+    let mut all = vec![
+        vhub_bin().display().to_string(),
+        "ctl".into(),
+        "--socket".into(),
+        sock.display().to_string(),
+        "--json".into(),
+    ];
+    all.extend(args.iter().map(|a| a.to_string()));
+    let argv: Vec<&str> = all.iter().map(String::as_str).collect();
+    let out = run_any(&argv);
+    serde_json::from_slice(&out.stdout).map_err(|e| {
+        format!(
+            "vhub ctl {args:?}: not JSON ({e}): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// The state of hub lab's bridge (`None` without one).
+fn bridge_state(dir: &Path) -> Option<String> {
+    let v = try_ctl(dir, &["hubs"]).ok()?;
+    let hub = v["hubs"].as_array()?.iter().find(|h| h["name"] == "lab")?;
+    hub["bridge"]["state"].as_str().map(str::to_owned)
+}
+
+fn mac_of(ns: &Ns, dev: &str) -> String {
+    let out = ns.exec_ok(&["cat", &format!("/sys/class/net/{dev}/address")]);
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// The MAC `ns` has in its neighbour table for `ip` (ARP resolved).
+fn neighbour(ns: &Ns, ip: &str) -> String {
+    let out = ns.exec_ok(&["ip", "neigh", "show", ip]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .skip_while(|w| *w != "lladdr")
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn pings(from: &Ns, to: &str) -> PingReport {
+    let out = from.exec_ok(&["ping", "-c", "20", "-i", "0.05", to]);
+    parse_ping(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// iperf3 for 3 s from the client to the server (`-R`: the other way);
+/// returns Gbit/s received.
+fn iperf3(srv: &Ns, cli: &Ns, dir: &Path, reverse: bool) -> f64 {
+    let mut server = srv.spawn(
+        "iperf3 -s",
+        &["iperf3", "-s", "-1", "-B", "10.50.0.1"],
+        &dir.join(format!("iperf3-s-{reverse}.log")),
+    );
+    let ready = wait_until(T, || {
+        srv.exec(&["ss", "-ltn", "sport = :5201"])
+            .stdout
+            .windows(4)
+            .any(|w| w == b"5201")
+    });
+    assert!(ready, "iperf3 server did not start");
+    let mut args = vec!["iperf3", "-c", "10.50.0.1", "-t", "3", "-J"];
+    if reverse {
+        args.push("-R");
+    }
+    let out = cli.exec_ok(&args);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("iperf3 JSON");
+    let bps = report["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap_or(0.0);
+    assert!(bps > 0.0, "iperf3 moved nothing: {report}");
+    server.wait_exit(Duration::from_secs(10));
+    bps / 1e9
+}
+
+#[test]
+fn a_vnic_reaches_a_server_on_a_bridged_lan_and_reload_keeps_the_session() {
+    let name = "a_vnic_reaches_a_server_on_a_bridged_lan_and_reload_keeps_the_session";
+    if !require_root(name) {
+        return;
+    }
+    require_tool("ping", "iputils-ping");
+    require_tool("iperf3", "iperf3");
+    let _lock = TestLock::take();
+    if !Path::new("/dev/net/tun").exists() {
+        test_support::skip_or_fail(name, "no /dev/net/tun (the tun module) for TAP devices");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let lan = netns(LAN);
+    let srv = netns(SRV);
+    let cli = netns(CLI);
+    // The server on the LAN: a veth whose lan end joins br-lan.
+    lan.exec_ok(&[
+        "ip", "link", "add", "vbs0", "type", "veth", "peer", "name", "eth0", "netns", SRV,
+    ]);
+    lan.exec_ok(&["ip", "link", "set", "vbs0", "up"]);
+    srv.exec_ok(&["ip", "addr", "add", "10.50.0.1/24", "dev", "eth0"]);
+    srv.exec_ok(&["ip", "link", "set", "eth0", "up"]);
+    make_bridge(&lan);
+    // The client's way to the hub's listener.
+    lan.exec_ok(&[
+        "ip", "link", "add", "vbc0", "type", "veth", "peer", "name", "eth0", "netns", CLI,
+    ]);
+    lan.exec_ok(&["ip", "addr", "add", "10.51.0.1/24", "dev", "vbc0"]);
+    lan.exec_ok(&["ip", "link", "set", "vbc0", "up"]);
+    cli.exec_ok(&["ip", "addr", "add", "10.51.0.2/24", "dev", "eth0"]);
+    cli.exec_ok(&["ip", "link", "set", "eth0", "up"]);
+
+    let port = 18443;
+    let config = d.join("vhub.toml");
+    write_config(&config, d, port, true);
+    let vhub = vhub_bin().display().to_string();
+    let config_s = config.display().to_string();
+    let _hub = lan.spawn("vhub", &[&vhub, "--config", &config_s], &d.join("vhub.log"));
+    assert!(
+        wait_until(T, || bridge_state(d).as_deref() == Some("up")),
+        "the bridge did not come up: {:?}\n{}",
+        bridge_state(d),
+        std::fs::read_to_string(d.join("vhub.log")).unwrap_or_default()
+    );
+    assert!(
+        lan.exec(&["ip", "link", "show", "vh-lab"]).status.success(),
+        "no TAP vh-lab"
+    );
+    let master = lan.exec_ok(&["cat", "/sys/class/net/vh-lab/master/ifindex"]);
+    let br = lan.exec_ok(&["cat", "/sys/class/net/br-lan/ifindex"]);
+    assert_eq!(master.stdout, br.stdout, "vh-lab is not a port of br-lan");
+
+    let vnic = Vnic::start(
+        &cli,
+        VnicOpts {
+            hub_ip: [10, 51, 0, 1].into(),
+            port,
+            hub: "lab",
+            user: "",
+            password_file: Path::new("/nonexistent"),
+            tap: "vnic0",
+            ip: Some("10.50.0.2/24"),
+            dir: d,
+            extra: vec![],
+        },
+    );
+    vnic.wait_connected(T);
+
+    // ping and ARP both ways.
+    assert!(
+        ping_works(&cli, "10.50.0.1", T),
+        "the client cannot ping the server"
+    );
+    let cs = pings(&cli, "10.50.0.1");
+    let sc = pings(&srv, "10.50.0.2");
+    assert_eq!((cs.received, sc.received), (20, 20));
+    eprintln!(
+        "RESULT ping client->server rtt min/avg/max {:?} ms, server->client {:?} ms",
+        cs.rtt.unwrap(),
+        sc.rtt.unwrap()
+    );
+    let (server_mac, client_mac) = (mac_of(&srv, "eth0"), mac_of(&cli, "vnic0"));
+    assert_eq!(
+        neighbour(&cli, "10.50.0.1"),
+        server_mac,
+        "client's ARP entry"
+    );
+    assert_eq!(
+        neighbour(&srv, "10.50.0.2"),
+        client_mac,
+        "server's ARP entry"
+    );
+
+    // The server's MAC is behind the bridge port, the client's behind its session.
+    let sessions = ctl(d, &["sessions"]);
+    let list = sessions["sessions"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "only the vnic is a session: {sessions}");
+    let id = list[0]["id"].as_str().unwrap().to_owned();
+    let macs = ctl(d, &["macs"]);
+    let port_of = |mac: &str| {
+        macs["macs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["mac"] == mac)
+            .map(|m| m["session"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(
+        port_of(&server_mac).as_deref(),
+        Some("bridge:br-lan"),
+        "{macs}"
+    );
+    assert_eq!(port_of(&client_mac).as_deref(), Some(id.as_str()), "{macs}");
+
+    // iperf3 both ways (printed, never asserted on speed).
+    let up = iperf3(&srv, &cli, d, false);
+    let down = iperf3(&srv, &cli, d, true);
+    eprintln!("RESULT iperf3 over the local bridge: client->server {up:.2} Gbit/s, server->client {down:.2} Gbit/s");
+    let hubs = ctl(d, &["hubs"]);
+    eprintln!("RESULT bridge counters: {}", hubs["hubs"][0]["bridge"]);
+
+    // Reload without the bridge: the TAP goes, the session stays.
+    let before = vnic.read_status().unwrap();
+    write_config(&config, d, port, false);
+    let r = ctl(d, &["reload"]);
+    assert_eq!(r["ok"], true, "{r}");
+    assert!(
+        r["applied"]
+            .to_string()
+            .contains("bridge to br-lan removed"),
+        "{r}"
+    );
+    assert!(
+        wait_until(T, || !lan
+            .exec(&["ip", "link", "show", "vh-lab"])
+            .status
+            .success()),
+        "the TAP device is still there after the reload"
+    );
+    assert_eq!(bridge_state(d), None);
+    assert!(
+        !srv.exec(&["ping", "-c", "2", "-i", "0.2", "-W", "1", "10.50.0.2"])
+            .status
+            .success(),
+        "the server still reaches the client without the bridge"
+    );
+    let same = |what: &str| {
+        let sessions = ctl(d, &["sessions"]);
+        let list = sessions["sessions"].as_array().unwrap().clone();
+        assert_eq!(list.len(), 1, "{what}: {sessions}");
+        assert_eq!(
+            list[0]["id"],
+            id.as_str(),
+            "{what}: a new session: {sessions}"
+        );
+        assert_eq!(list[0]["state"], "attached", "{what}: {sessions}");
+        let now = vnic.read_status().unwrap();
+        for k in ["reconnects", "new_sessions", "link_deaths"] {
+            assert_eq!(
+                status_counter(&now, k).unwrap(),
+                status_counter(&before, k).unwrap(),
+                "{what}: vnic's {k} changed"
+            );
+        }
+    };
+    same("after removing the bridge");
+
+    // Back by reload: the same session reaches the server again.
+    write_config(&config, d, port, true);
+    let r = ctl(d, &["reload"]);
+    assert_eq!(r["ok"], true, "{r}");
+    assert!(
+        wait_until(T, || bridge_state(d).as_deref() == Some("up")),
+        "the bridge did not come back: {:?}",
+        bridge_state(d)
+    );
+    assert!(
+        ping_works(&cli, "10.50.0.1", T),
+        "no ping after the bridge came back"
+    );
+    assert!(
+        ping_works(&srv, "10.50.0.2", T),
+        "no ping server->client after the bridge came back"
+    );
+    same("after adding the bridge back");
+
+    // The Linux bridge goes away: waited out, not fatal; back, attached again.
+    lan.exec_ok(&["ip", "link", "del", "br-lan"]);
+    assert!(
+        wait_until(T, || bridge_state(d)
+            .is_some_and(|s| s.starts_with("waiting"))),
+        "the hub did not notice the Linux bridge went away: {:?}",
+        bridge_state(d)
+    );
+    make_bridge(&lan);
+    assert!(
+        wait_until(T, || bridge_state(d).as_deref() == Some("up")),
+        "the TAP was not attached again: {:?}",
+        bridge_state(d)
+    );
+    assert!(
+        ping_works(&cli, "10.50.0.1", T),
+        "no ping after br-lan came back"
+    );
+    same("after br-lan came back");
+    let log = std::fs::read_to_string(d.join("vhub.log")).unwrap_or_default();
+    assert!(log.contains("local bridge up again"), "{log}");
+}

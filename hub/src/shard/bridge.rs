@@ -1,0 +1,485 @@
+//! A local bridge on this shard: a fabric port (`PortKind::Bridge`) whose
+//! far end is a TAP device the hub made and enslaved to a Linux bridge
+//! (`crate::bridge`). It is switched like a session: frames read from the
+//! TAP go through `switch_frames` and `finish_round` as a session reader's
+//! chunk does; frames the fabric routes to it are queued by `deliver`
+//! (plain form, a bounded queue, tail drop counted) and written by its
+//! task. The fabric never routes a frame back to its ingress port, so a
+//! frame from the host network never goes back out of the bridge.
+//!
+//! One task per bridge, on the shard's runtime: the TAP descriptor is
+//! non-blocking and waited on with tokio's `AsyncFd`, which both backends
+//! run (tokio-uring drives a tokio current-thread runtime). Readiness
+//! futures may be dropped at any time, so one `select!` serves reading,
+//! writing, the periodic check of the Linux bridge and the stop.
+//!
+//! ```text
+//!  host LAN ─► Linux bridge ─► TAP ─► run_tap: read ≤64 frames ─► switch_frames ─► sessions
+//!  sessions ─► deliver ─► BridgePort::queue_frame ─► (dirty → wake) ─► run_tap: write each frame ─► TAP
+//! ```
+//!
+//! The Linux bridge missing (at start or later) or down is not fatal: the
+//! state says so (`vhub ctl hubs`, one warning per change), frames for it
+//! are dropped and counted, and the TAP is attached again when the bridge
+//! is back (checked every [`CHECK_EVERY`]).
+
+use std::cell::Cell;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use switch_core::fabric::{PortId, PortInfo};
+use switch_core::offload::{self, Form};
+use switch_core::wire::http::SessionToken;
+use tokio::io::unix::AsyncFd;
+use tokio::sync::Notify;
+use tracing::{info, warn};
+
+use super::deliver::Ingress;
+use super::{Endpoint, Shard, Slot, State_};
+use crate::bridge::{self as host, BridgeStatus, Tap};
+use crate::metrics::Local;
+use crate::net::Backend;
+
+/// Bytes of frames queued for the host network; past it new frames are
+/// tail-dropped (counted), as a session's full ring does.
+const QUEUE_BYTES: usize = 1 << 20;
+/// Frames read from the TAP per round (one fabric lock per round).
+const READ_BATCH: usize = 64;
+/// The read buffer of one round, and the room one frame needs in it: the
+/// largest frame taken from the host network (jumbo frames fit).
+const READ_BUFFER: usize = 256 * 1024;
+const FRAME_ROOM: usize = 16 * 1024;
+/// How often the TAP's place on the Linux bridge is checked (and taken
+/// again after the bridge came back), and the retry of a failed start.
+const CHECK_EVERY: Duration = Duration::from_secs(2);
+/// A record in the queue: the frame's length, native endian.
+const LEN: usize = 4;
+
+/// Shared by the slot (delivery) and the bridge's task.
+struct BridgeIo {
+    /// Frames queued, or stop: the task looks.
+    wake: Notify,
+    stop: Cell<bool>,
+}
+
+/// The bridge end of a slot: what `deliver` needs.
+pub(super) struct BridgePort {
+    pub status: Arc<BridgeStatus>,
+    io: Rc<BridgeIo>,
+    /// Frames for the host network: `len: u32, frame` records, swapped
+    /// out whole by the task.
+    queue: Vec<u8>,
+    max_frame: usize,
+}
+
+impl BridgePort {
+    /// Queues `frame` (in form `from`) for the host network, in plain form
+    /// (an offload super frame is cut, `offload::convert`). Dropped and
+    /// counted when the TAP is not on the bridge or the queue is full.
+    /// True when something was queued.
+    pub fn queue_frame(
+        &mut self,
+        frame: &[u8],
+        from: Form,
+        scratch: &mut Vec<u8>,
+        c: &mut Local,
+    ) -> bool {
+        if !self.status.up.load(Relaxed) {
+            self.status.dropped.fetch_add(1, Relaxed);
+            return false;
+        }
+        let queue = &mut self.queue;
+        let (mut queued, mut full) = (false, 0u64);
+        let done = offload::convert(frame, from, Form::Plain, self.max_frame, scratch, |f| {
+            if queue.len() + LEN + f.len() > QUEUE_BYTES {
+                full += 1;
+                return;
+            }
+            queue.extend_from_slice(&(f.len() as u32).to_ne_bytes());
+            queue.extend_from_slice(f);
+            c.frames_out += 1;
+            c.bytes_out += f.len() as u64;
+            queued = true;
+        });
+        match done {
+            Ok(d) if d.cut => c.gso_segments += d.frames as u64,
+            Ok(_) => {}
+            Err(_) => c.drop_bad_offload += 1,
+        }
+        if full > 0 {
+            c.drop_queue_full += full;
+            self.status.dropped.fetch_add(full, Relaxed);
+        }
+        queued
+    }
+
+    /// Wakes the task (frames were queued).
+    pub fn wake(&self) {
+        self.io.wake.notify_one();
+    }
+}
+
+/// Why a running TAP was given up (the task makes a new one).
+enum Ended {
+    Stopped,
+    Failed(io::Error),
+}
+
+impl<B: Backend> Shard<B> {
+    /// `Control::AddBridge`: a slot and a fabric port for the bridge, and
+    /// its task. Sessions are not touched.
+    pub(super) fn add_bridge(self: &Rc<Self>, hub: usize, status: Arc<BridgeStatus>) {
+        let io = Rc::new(BridgeIo {
+            wake: Notify::new(),
+            stop: Cell::new(false),
+        });
+        let (slot, port) = {
+            let mut st = self.st.borrow_mut();
+            let st = &mut *st;
+            // One bridge per hub: an old one still here is replaced.
+            if let Some(old) = bridge_slot(st, hub) {
+                self.remove_bridge_slot(st, old);
+            }
+            let entry = st.slots.vacant_entry();
+            let slot = entry.key() as u32;
+            let info = PortInfo::bridge(self.id, slot, status.settings.max_macs);
+            let port = self.sb.add_port(hub, info);
+            entry.insert(Slot {
+                endpoint: Endpoint::Bridge(Box::new(BridgePort {
+                    status: status.clone(),
+                    io: io.clone(),
+                    queue: Vec::new(),
+                    max_frame: self.ctx.settings.session.limits.max_frame as usize,
+                })),
+                hub,
+                port,
+                token: SessionToken([0; 16]),
+                user: String::new(),
+                conn: None,
+                detached: false,
+                dirty: false,
+                peer: ([0, 0, 0, 0], 0).into(),
+                buffered: 0,
+            });
+            st.local.add(hub, slot);
+            (slot, port)
+        };
+        let s = &status.settings;
+        info!(hub = %self.sb.hubs[hub].name(), bridge = %s.interface, tap = %s.tap, shard = self.id, "local bridge added");
+        B::spawn(self.clone().run_bridge(hub, slot, port, io, status));
+    }
+
+    /// `Control::RemoveBridge`: the port goes at once (no frame is routed
+    /// to it after this); the task ends and the TAP device is deleted.
+    pub(super) fn remove_bridge(&self, hub: usize) {
+        let mut st = self.st.borrow_mut();
+        let st = &mut *st;
+        if let Some(slot) = bridge_slot(st, hub) {
+            self.remove_bridge_slot(st, slot);
+        }
+    }
+
+    /// Takes a bridge's slot out of the fabric and this shard, and stops
+    /// its task.
+    pub(super) fn remove_bridge_slot(&self, st: &mut State_<B::Stream>, slot: u32) {
+        if !st.slots.get(slot as usize).is_some_and(Slot::is_bridge) {
+            return;
+        }
+        let s = st.slots.remove(slot as usize);
+        self.sb.remove_port(s.hub, s.port);
+        st.local.remove(s.hub, slot);
+        if let Endpoint::Bridge(b) = s.endpoint {
+            b.io.stop.set(true);
+            b.io.wake.notify_one();
+            let set = &b.status.settings;
+            info!(hub = %self.sb.hubs[s.hub].name(), bridge = %set.interface, tap = %set.tap, "local bridge removed");
+        }
+    }
+
+    /// The bridge's task: make the TAP and attach it, move frames until
+    /// stopped; when the TAP cannot be made or attached, say why (once)
+    /// and try again every [`CHECK_EVERY`].
+    async fn run_bridge(
+        self: Rc<Self>,
+        hub: usize,
+        slot: u32,
+        port: PortId,
+        io: Rc<BridgeIo>,
+        status: Arc<BridgeStatus>,
+    ) {
+        let name = self.sb.hubs[hub].name().to_owned();
+        let set = &status.settings;
+        while !io.stop.get() {
+            let why = match Tap::open(set).map_err(|e| e.to_string()).and_then(|tap| {
+                let ctl = host::control_socket().map_err(|e| e.to_string())?;
+                // SAFETY: an OwnedFd is a valid, open descriptor, and it stays
+                // open (owned by the AsyncFd) until the AsyncFd is dropped.
+                let fd = unsafe { AsyncFd::register(tap.fd) }.map_err(|e| e.to_string())?;
+                Ok((tap.name, fd, ctl))
+            }) {
+                Ok((tap, fd, ctl)) => {
+                    status.attaches.fetch_add(1, Relaxed);
+                    status.set_state(true, "up");
+                    info!(hub = %name, bridge = %set.interface, %tap, "local bridge up: the TAP device is a port of the Linux bridge");
+                    match self.run_tap(slot, port, &io, &status, &fd, &ctl).await {
+                        Ended::Stopped => break,
+                        // Dropping `fd` deletes the device; a new one is made.
+                        Ended::Failed(e) => format!("the TAP device failed: {e}"),
+                    }
+                }
+                Err(e) => e,
+            };
+            if status.set_state(false, &format!("waiting: {why}")) {
+                warn!(hub = %name, bridge = %set.interface, "local bridge not attached: {why}; sessions carry on, retrying every {CHECK_EVERY:?}");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(CHECK_EVERY) => {}
+                _ = io.wake.notified() => {}
+            }
+        }
+        status.set_state(false, "removed");
+    }
+
+    /// Moves frames between the TAP and the fabric until stopped or the
+    /// TAP fails. Checks the Linux bridge every [`CHECK_EVERY`].
+    async fn run_tap(
+        &self,
+        slot: u32,
+        port: PortId,
+        io: &BridgeIo,
+        status: &BridgeStatus,
+        fd: &AsyncFd<OwnedFd>,
+        ctl: &OwnedFd,
+    ) -> Ended {
+        let raw = fd.get_ref().as_raw_fd();
+        let mut buf: Vec<u8> = Vec::with_capacity(READ_BUFFER);
+        let mut spans: Vec<(u32, u32)> = Vec::new();
+        let mut out: Vec<u8> = Vec::new();
+        let mut check = tokio::time::interval(CHECK_EVERY);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            if io.stop.get() {
+                return Ended::Stopped;
+            }
+            self.write_queued(slot, port, raw, &mut out, status);
+            tokio::select! {
+                biased;
+                ready = fd.readable() => {
+                    let mut guard = match ready {
+                        Ok(g) => g,
+                        Err(e) => return Ended::Failed(e),
+                    };
+                    match read_round(raw, &mut buf, &mut spans) {
+                        Ok(true) => guard.clear_ready(),
+                        Ok(false) => {}
+                        Err(e) => return Ended::Failed(e),
+                    }
+                    if !self.switch_round(slot, port, &buf, &spans, status) {
+                        return Ended::Stopped;
+                    }
+                }
+                _ = io.wake.notified() => {}
+                _ = check.tick() => check_bridge(ctl, status),
+            }
+        }
+    }
+
+    /// Frames read from the TAP: through the fabric like a session's chunk.
+    /// False when the slot is no longer this bridge's.
+    fn switch_round(
+        &self,
+        slot: u32,
+        port: PortId,
+        buf: &[u8],
+        spans: &[(u32, u32)],
+        status: &BridgeStatus,
+    ) -> bool {
+        let mut st = self.st.borrow_mut();
+        let st = &mut *st;
+        let Some(s) = st.slots.get(slot as usize).filter(|s| s.port == port) else {
+            return false;
+        };
+        if spans.is_empty() {
+            return true;
+        }
+        let from = Ingress {
+            hub: s.hub,
+            slot,
+            port,
+            form: Form::Plain,
+        };
+        status.frames_in.fetch_add(spans.len() as u64, Relaxed);
+        self.switch_frames(st, from, Instant::now(), buf, spans);
+        self.finish_round(st);
+        true
+    }
+
+    /// Takes the bridge's queue (leaving `out`'s empty buffer in its place)
+    /// and writes each frame to the TAP. A frame the TAP refuses (its
+    /// device set down, its queue full) is dropped and counted.
+    fn write_queued(
+        &self,
+        slot: u32,
+        port: PortId,
+        raw: i32,
+        out: &mut Vec<u8>,
+        status: &BridgeStatus,
+    ) {
+        {
+            let mut st = self.st.borrow_mut();
+            match st.slots.get_mut(slot as usize) {
+                Some(s) if s.port == port => match &mut s.endpoint {
+                    Endpoint::Bridge(b) => std::mem::swap(&mut b.queue, out),
+                    Endpoint::Session(_) => return,
+                },
+                _ => return,
+            }
+        }
+        let (mut sent, mut dropped) = (0u64, 0u64);
+        let mut rest = &out[..];
+        while rest.len() >= LEN {
+            let len = u32::from_ne_bytes(rest[..LEN].try_into().expect("4 bytes")) as usize;
+            let frame = &rest[LEN..LEN + len];
+            rest = &rest[LEN + len..];
+            match host::write_frame(raw, frame) {
+                Ok(()) => sent += 1,
+                Err(_) => dropped += 1,
+            }
+        }
+        out.clear();
+        status.frames_out.fetch_add(sent, Relaxed);
+        if dropped > 0 {
+            status.dropped.fetch_add(dropped, Relaxed);
+        }
+    }
+}
+
+/// The periodic check: the TAP still a port of the Linux bridge (added
+/// again when the bridge came back), the bridge up. Logs changes only.
+fn check_bridge(ctl: &OwnedFd, status: &BridgeStatus) {
+    let (bridge, tap) = (&status.settings.interface, &status.settings.tap);
+    let (up, state) = match host::attach(ctl, tap, bridge) {
+        Err(e) => (false, format!("waiting: {e}")),
+        Ok(()) => match host::link_up(ctl, bridge) {
+            Some(false) => (false, format!("down: the Linux bridge {bridge} is down")),
+            _ => (true, "up".to_owned()),
+        },
+    };
+    let was_up = status.up.load(Relaxed);
+    if status.set_state(up, &state) {
+        if up {
+            if !was_up {
+                status.attaches.fetch_add(1, Relaxed);
+            }
+            info!(%bridge, %tap, "local bridge up again");
+        } else {
+            warn!(%bridge, %tap, "local bridge {state}; frames for it are dropped until it is back");
+        }
+    }
+}
+
+/// The slot of hub `hub`'s bridge on this shard.
+fn bridge_slot<S>(st: &State_<S>, hub: usize) -> Option<u32> {
+    st.slots
+        .iter()
+        .find(|(_, s)| s.hub == hub && s.is_bridge())
+        .map(|(k, _)| k as u32)
+}
+
+/// Reads up to [`READ_BATCH`] frames into `buf` (their spans in `spans`).
+/// `Ok(true)` when the TAP has nothing more to read (readiness is used up).
+fn read_round(raw: i32, buf: &mut Vec<u8>, spans: &mut Vec<(u32, u32)>) -> io::Result<bool> {
+    buf.clear();
+    spans.clear();
+    while spans.len() < READ_BATCH && buf.capacity() - buf.len() >= FRAME_ROOM {
+        let at = buf.len();
+        match host::read_into(raw, buf, FRAME_ROOM) {
+            Ok(0) => return Ok(true),
+            Ok(n) => spans.push((at as u32, n as u32)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bridge::BridgeSettings;
+    use crate::config::BridgeMode;
+
+    fn port(up: bool) -> BridgePort {
+        let status = Arc::new(BridgeStatus::new(
+            BridgeSettings {
+                interface: "br-test".into(),
+                tap: "vh-test".into(),
+                mode: BridgeMode::Tap,
+                max_macs: 10,
+            },
+            0,
+        ));
+        status.set_state(up, if up { "up" } else { "waiting" });
+        BridgePort {
+            status,
+            io: Rc::new(BridgeIo {
+                wake: Notify::new(),
+                stop: Cell::new(false),
+            }),
+            queue: Vec::new(),
+            max_frame: 1514,
+        }
+    }
+
+    fn frames(queue: &[u8]) -> Vec<&[u8]> {
+        let mut out = Vec::new();
+        let mut rest = queue;
+        while rest.len() >= LEN {
+            let len = u32::from_ne_bytes(rest[..LEN].try_into().unwrap()) as usize;
+            out.push(&rest[LEN..LEN + len]);
+            rest = &rest[LEN + len..];
+        }
+        out
+    }
+
+    #[test]
+    fn frames_are_queued_plain_and_tail_dropped_when_full() {
+        let mut b = port(true);
+        let (mut scratch, mut c) = (Vec::new(), Local::default());
+        let frame = [0x5a; 60];
+        assert!(b.queue_frame(&frame, Form::Plain, &mut scratch, &mut c));
+        // An offload sender's frame loses its (plain) virtio_net_hdr.
+        let mut vnet = vec![0u8; offload::VNET_HDR_LEN];
+        vnet.extend_from_slice(&frame);
+        assert!(b.queue_frame(&vnet, Form::Vnet, &mut scratch, &mut c));
+        assert_eq!(frames(&b.queue), vec![&frame[..], &frame[..]]);
+        assert_eq!((c.frames_out, c.bytes_out), (2, 120));
+        // Fill the queue: the rest is tail-dropped and counted.
+        let big = [0x11; 1500];
+        let mut queued = 0;
+        for _ in 0..(QUEUE_BYTES / 1500 + 10) {
+            queued += usize::from(b.queue_frame(&big, Form::Plain, &mut scratch, &mut c));
+        }
+        assert!(b.queue.len() <= QUEUE_BYTES);
+        assert_eq!(
+            queued as u64 + c.drop_queue_full,
+            (QUEUE_BYTES / 1500 + 10) as u64
+        );
+        assert!(c.drop_queue_full > 0);
+        assert_eq!(b.status.counters().2, c.drop_queue_full);
+    }
+
+    #[test]
+    fn nothing_is_queued_while_the_tap_is_not_on_the_bridge() {
+        let mut b = port(false);
+        let (mut scratch, mut c) = (Vec::new(), Local::default());
+        assert!(!b.queue_frame(&[0x5a; 60], Form::Plain, &mut scratch, &mut c));
+        assert!(b.queue.is_empty());
+        assert_eq!(b.status.counters(), (0, 0, 1));
+    }
+}
