@@ -9,6 +9,23 @@ use std::sync::{Arc, Mutex};
 pub trait Authenticator: Send + Sync + 'static {
     /// Checks a password for `user` on virtual hub `hub`.
     fn authenticate(&self, hub: &str, user: &str, password: &str) -> AuthResult;
+    /// A SoftEther password login: `secure_password` from the client's
+    /// login PACK, checked against the user's SoftEther hash and the hello
+    /// random this hub sent on that connection (`server_random`). The name
+    /// is matched exactly. A user without a SoftEther hash gets
+    /// `BadPassword`, like a wrong proof, so the client and the throttle
+    /// see the same as for vhub's password logins. Fast (two SHA-0
+    /// blocks): no need for the pool. The default knows no SoftEther users.
+    fn authenticate_softether(
+        &self,
+        hub: &str,
+        user: &str,
+        secure_password: &[u8; 20],
+        server_random: &[u8; 20],
+    ) -> AuthResult {
+        let _ = (hub, user, secure_password, server_random);
+        AuthResult::UnknownUser
+    }
     /// Whether `user` may still use `hub` (checked on resume: the session
     /// token is the proof of the earlier login, but a removed user must not
     /// come back with it).
@@ -95,6 +112,20 @@ impl AuthPool {
         }
         rx.await.unwrap_or(AuthResult::BadPassword)
     }
+
+    /// Checks a SoftEther password login on the caller's thread: two SHA-0
+    /// blocks, nothing to offload (see
+    /// [`Authenticator::authenticate_softether`]).
+    pub fn authenticate_softether(
+        &self,
+        hub: &str,
+        user: &str,
+        secure_password: &[u8; 20],
+        server_random: &[u8; 20],
+    ) -> AuthResult {
+        self.auth
+            .authenticate_softether(hub, user, secure_password, server_random)
+    }
 }
 
 /// Accepts nobody with a password; for hubs that are anonymous-only and for
@@ -135,6 +166,16 @@ impl Authenticator for SharedAuth {
         // Clone out first: a slow scrypt must not hold the lock a reload waits for.
         self.current().authenticate(hub, user, password)
     }
+    fn authenticate_softether(
+        &self,
+        hub: &str,
+        user: &str,
+        secure_password: &[u8; 20],
+        server_random: &[u8; 20],
+    ) -> AuthResult {
+        self.current()
+            .authenticate_softether(hub, user, secure_password, server_random)
+    }
     fn user_exists(&self, hub: &str, user: &str) -> bool {
         self.current().user_exists(hub, user)
     }
@@ -154,12 +195,26 @@ impl Authenticator for SharedAuth {
 mod tests {
     use super::*;
 
-    /// Binds every certificate to "carol", knows no passwords.
+    /// Binds every certificate to "carol", knows no passwords but accepts
+    /// any SoftEther proof for her.
     struct CertsOnly;
 
     impl Authenticator for CertsOnly {
         fn authenticate(&self, _: &str, _: &str, _: &str) -> AuthResult {
             AuthResult::UnknownUser
+        }
+        fn authenticate_softether(
+            &self,
+            _: &str,
+            user: &str,
+            _: &[u8; 20],
+            _: &[u8; 20],
+        ) -> AuthResult {
+            if user == "carol" {
+                AuthResult::Ok
+            } else {
+                AuthResult::UnknownUser
+            }
         }
         fn user_exists(&self, _: &str, user: &str) -> bool {
             user == "carol"
@@ -190,7 +245,16 @@ mod tests {
             shared.authenticate("DEFAULT", "carol", "x"),
             AuthResult::UnknownUser
         );
+        assert_eq!(
+            shared.authenticate_softether("DEFAULT", "carol", &[1; 20], &[2; 20]),
+            AuthResult::Ok
+        );
         shared.set(Arc::new(NoUsers));
+        assert_eq!(
+            shared.authenticate_softether("DEFAULT", "carol", &[1; 20], &[2; 20]),
+            AuthResult::UnknownUser,
+            "a reload replaces the SoftEther hashes too"
+        );
         assert_eq!(
             shared.authenticate_cert("DEFAULT", None, &fp, "CN=carol"),
             CertLogin::NotBound,

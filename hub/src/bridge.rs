@@ -144,6 +144,14 @@ impl Tap {
             fd,
             name: s.tap.clone(),
         };
+        // The TAP is the hub's port on the bridge, not a host interface:
+        // without this the kernel would send its own IPv6 router
+        // solicitations and DAD probes through it into the virtual hub.
+        // Best effort (a kernel without IPv6 has no such file).
+        let _ = std::fs::write(
+            format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", s.tap),
+            "1",
+        );
         let ctl = control_socket().map_err(|err| TapError::Up {
             tap: s.tap.clone(),
             err,
@@ -209,8 +217,12 @@ pub fn link_up(ctl: &OwnedFd, name: &str) -> Option<bool> {
     let mut req = ifreq(name);
     // SAFETY: SIOCGIFFLAGS fills the flags of a properly sized ifreq.
     let r = unsafe { libc::ioctl(ctl.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut req) };
+    if r != 0 {
+        return None;
+    }
     // SAFETY: the ioctl succeeded, so the flags member is the one written.
-    (r == 0).then(|| unsafe { req.ifr_ifru.ifru_flags } & libc::IFF_UP as libc::c_short != 0)
+    let flags = unsafe { req.ifr_ifru.ifru_flags };
+    Some(flags & libc::IFF_UP as libc::c_short != 0)
 }
 
 fn ifreq(name: &str) -> libc::ifreq {

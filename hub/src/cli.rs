@@ -150,6 +150,17 @@ pub enum UserCmd {
         /// "CN=alice,O=Example"): any certificate the CA issues with it.
         #[arg(long)]
         cert_subject: Option<String>,
+        /// Also let the user log in from SoftEther VPN clients: stores
+        /// SoftEther's hash of the password (SHA-0 over the password and
+        /// the upper-cased name; fast and unsalted, so opt-in: see
+        /// docs/SECURITY.md). Needs --password-file. Once on, a new
+        /// password (with --replace) updates it.
+        #[arg(long, conflicts_with = "no_softether")]
+        softether: bool,
+        /// With --replace: remove the user's SoftEther hash (no more
+        /// SoftEther logins).
+        #[arg(long)]
+        no_softether: bool,
         /// Change an existing user: what is given replaces the old value,
         /// the rest is kept.
         #[arg(long)]

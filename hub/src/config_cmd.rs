@@ -81,7 +81,19 @@ pub fn log_format(args: &ServeArgs) -> LogFormat {
 pub fn check_config(file: &Path) -> anyhow::Result<ExitCode> {
     match Config::load(file) {
         Ok(c) => {
-            let hubs: Vec<String> = c.hubs().iter().map(|h| h.name.clone()).collect();
+            let hubs: Vec<String> = c
+                .hubs()
+                .iter()
+                .map(|h| match &h.bridge {
+                    Some(b) => format!(
+                        "{} (bridged to {} via TAP {})",
+                        h.name,
+                        b.interface,
+                        b.tap_name(&h.name)
+                    ),
+                    None => h.name.clone(),
+                })
+                .collect();
             println!(
                 "{}: OK ({} virtual hub(s): {})",
                 file.display(),

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
-use hub::users::{Login, UserDb, UserError};
+use hub::users::{Login, User, UserDb, UserError};
 use tracing::warn;
 
 use crate::cli::{ServeArgs, UserCmd};
@@ -25,6 +25,8 @@ pub fn user(args: &ServeArgs, cmd: UserCmd) -> anyhow::Result<ExitCode> {
             cert,
             cert_fingerprint,
             cert_subject,
+            softether,
+            no_softether,
             replace,
         } => {
             if !config.hubs().iter().any(|h| h.name == hub) {
@@ -43,6 +45,11 @@ pub fn user(args: &ServeArgs, cmd: UserCmd) -> anyhow::Result<ExitCode> {
                 password: pw.as_deref(),
                 cert_fingerprint: fingerprint,
                 cert_subject,
+                softether: match (softether, no_softether) {
+                    (true, _) => Some(true),
+                    (false, true) => Some(false),
+                    (false, false) => None,
+                },
             };
             match db.put(&hub, &name, login, replace) {
                 Ok(_) => {}
@@ -51,6 +58,9 @@ pub fn user(args: &ServeArgs, cmd: UserCmd) -> anyhow::Result<ExitCode> {
                     "user {name:?} needs a way to log in: --password-file, --cert, \
                      --cert-fingerprint or --cert-subject"
                 ),
+                Err(UserError::SoftEtherNeedsPassword { .. }) => bail!(
+                    "--softether needs --password-file: SoftEther's hash is made from the password"
+                ),
                 Err(e) => bail!("{e}"),
             }
             db.save(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -58,6 +68,9 @@ pub fn user(args: &ServeArgs, cmd: UserCmd) -> anyhow::Result<ExitCode> {
             let mut how = Vec::new();
             if u.has_password() {
                 how.push("password".to_owned());
+            }
+            if u.has_softether() {
+                how.push("SoftEther password".to_owned());
             }
             if let Some(fp) = u.cert_fingerprint() {
                 how.push(format!("certificate {fp}"));
@@ -84,13 +97,33 @@ pub fn user(args: &ServeArgs, cmd: UserCmd) -> anyhow::Result<ExitCode> {
             println!("user {name} removed from hub {hub}");
         }
         UserCmd::List => {
-            println!("{:<24} {:<24}", "HUB", "USER");
+            println!("{:<24} {:<24} LOGINS", "HUB", "USER");
             for u in db.list() {
-                println!("{:<24} {:<24}", u.hub(), u.name());
+                println!("{:<24} {:<24} {}", u.hub(), u.name(), logins(u));
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How a user can log in, for `vhub user list`: `password`, `softether`
+/// (from a SoftEther client), `cert` (by fingerprint), `cert-subject`,
+/// joined by commas.
+fn logins(u: &User) -> String {
+    let mut how = Vec::new();
+    if u.has_password() {
+        how.push("password");
+    }
+    if u.has_softether() {
+        how.push("softether");
+    }
+    if u.cert_fingerprint().is_some() {
+        how.push("cert");
+    }
+    if u.cert_subject().is_some() {
+        how.push("cert-subject");
+    }
+    how.join(",")
 }
 
 /// The SHA-256 fingerprint of a certificate file, PEM (the first

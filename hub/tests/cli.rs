@@ -128,7 +128,7 @@ fn users_added_on_the_command_line_can_log_in_to_the_running_hub() {
     assert_eq!(code, 0, "{err}");
     assert!(
         out.lines()
-            .any(|l| l.split_whitespace().eq(["DEFAULT", "alice"])),
+            .any(|l| l.split_whitespace().eq(["DEFAULT", "alice", "password"])),
         "{out}"
     );
     assert!(

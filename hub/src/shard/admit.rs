@@ -356,7 +356,7 @@ impl<B: Backend> Shard<B> {
         if let Some(i) = tls.info() {
             self.sb.metrics.suite(&i.version, &i.cipher);
         }
-        info!(%peer, session = %token.short(), shard = self.id, "session resumed");
+        info!(%peer, session = %token.short(), user = %entry.user, hub = %self.sb.hubs[entry.hub].name(), shard = self.id, "session resumed");
         self.run_connection(stream, tls, entry.slot).await;
     }
 }

@@ -45,8 +45,10 @@ use crate::metrics::Local;
 use crate::net::Backend;
 
 /// Bytes of frames queued for the host network; past it new frames are
-/// tail-dropped (counted), as a session's full ring does.
-const QUEUE_BYTES: usize = 1 << 20;
+/// tail-dropped (counted), as a session's full ring does. As much as an
+/// offload session holds (`offload::OFFLOAD_BUFFER_BYTES`): one offload
+/// sender's burst of 64 KiB super frames, cut to plain frames, fits.
+const QUEUE_BYTES: usize = offload::OFFLOAD_BUFFER_BYTES;
 /// Frames read from the TAP per round (one fabric lock per round).
 const READ_BATCH: usize = 64;
 /// The read buffer of one round, and the room one frame needs in it: the

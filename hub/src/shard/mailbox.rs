@@ -71,7 +71,7 @@ impl<B: Backend> Shard<B> {
             .get_mut(slot as usize)
             .filter(|s| s.token == token && !s.is_bridge())
         {
-            info!(session = %token.short(), user = %s.user, ?code, %reason, "closing a session on request");
+            info!(session = %token.short(), user = %s.user, peer = %s.peer, hub = %self.sb.hubs[s.hub].name(), ?code, %reason, "closing a session on request");
             if let Some(session) = s.session_mut() {
                 session.close(code, reason);
             }

@@ -368,12 +368,12 @@ impl<B: Backend> Shard<B> {
                     reason,
                     by_peer,
                 } => {
-                    info!(session = %s.token.short(), user = %s.user, peer = %s.peer, ?code, %reason, by_peer, "session closed");
+                    info!(session = %s.token.short(), user = %s.user, peer = %s.peer, hub = %self.sb.hubs[s.hub].name(), ?code, %reason, by_peer, "session closed");
                     closed = true;
                 }
                 Event::LinkDead => {
                     st.counters.keepalive_timeouts += 1;
-                    info!(session = %s.token.short(), "keep-alive timeout: link dead, session detached");
+                    info!(session = %s.token.short(), user = %s.user, peer = %s.peer, hub = %self.sb.hubs[s.hub].name(), "keep-alive timeout: link dead, session detached");
                     if let Some(c) = &s.conn {
                         c.close();
                     }

@@ -1,6 +1,7 @@
 //! Checking a login against the users: a password against its scrypt hash
 //! (with the same cost for an unknown user, so that timing does not tell
 //! which users exist), a client certificate against the users bound to it.
+//! A SoftEther login's proof is checked in `softether.rs`.
 //! The hub's auth layer sees [`UserDb`] through
 //! [`crate::auth::Authenticator`].
 
@@ -14,6 +15,16 @@ use crate::auth::AuthResult;
 impl crate::auth::Authenticator for UserDb {
     fn authenticate(&self, hub: &str, user: &str, password: &str) -> AuthResult {
         UserDb::authenticate(self, hub, user, password)
+    }
+
+    fn authenticate_softether(
+        &self,
+        hub: &str,
+        user: &str,
+        secure_password: &[u8; 20],
+        server_random: &[u8; 20],
+    ) -> AuthResult {
+        UserDb::authenticate_softether(self, hub, user, secure_password, server_random)
     }
 
     fn user_exists(&self, hub: &str, user: &str) -> bool {

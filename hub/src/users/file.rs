@@ -9,10 +9,16 @@
 //! password = "$scrypt$ln=15,r=8,p=1$…$…"
 //! cert_fingerprint = "sha256:…"
 //! cert_subject = "CN=alice"
+//! softether_hash = "0e782dacdb78918d73007999da81bc408906d451"
 //! ```
 //!
-//! A user needs at least one of `password`, `cert_fingerprint` and
-//! `cert_subject`.
+//! A user needs at least one of `password`, `softether_hash`,
+//! `cert_fingerprint` and `cert_subject`. `softether_hash` is SoftEther's
+//! `SHA0(password ‖ UPPER(name))` in hex, only for users who log in from
+//! SoftEther clients (`vhub user add --softether`); `vhub user add` keeps
+//! it in step with `password`. A user with a `softether_hash` and no
+//! `password` (say, moved from a SoftEther server) can log in from
+//! SoftEther only.
 //!
 //! Only the users that came from the file are written back: the daemon
 //! never writes the operator's config.
@@ -28,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use super::hash::PasswordHash;
+use super::softether::{parse_softether_hash, softether_hash_hex};
 use super::store::UserDb;
 use super::user::{check_hub, check_user_name, User, UserSource};
 use super::UserError;
@@ -52,6 +59,8 @@ struct RawUser {
     cert_fingerprint: Option<Spanned<String>>,
     #[serde(default)]
     cert_subject: Option<Spanned<String>>,
+    #[serde(default)]
+    softether_hash: Option<Spanned<String>>,
 }
 
 #[derive(Serialize)]
@@ -69,12 +78,17 @@ struct OutUser<'a> {
     cert_fingerprint: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     cert_subject: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    softether_hash: Option<String>,
 }
 
 const FILE_HEADER: &str = "\
 # vhub users, managed by `vhub user add` / `vhub user remove` (hand edits
 # are fine). Keep this file readable by the hub's user only.
 # password = scrypt hash: $scrypt$ln=<log2 N>,r=<r>,p=<p>$<salt>$<hash>
+# softether_hash = SHA-0(password + upper-cased name), hex: SoftEther logins.
+#   Fast and unsalted, and enough to log in from SoftEther: as secret as a
+#   password (docs/SECURITY.md).
 ";
 
 impl RawUser {
@@ -102,6 +116,16 @@ impl RawUser {
             },
             None => None,
         };
+        let softether = match &self.softether_hash {
+            Some(h) => match parse_softether_hash(h.get_ref()) {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    report(h.span(), e.to_string());
+                    None
+                }
+            },
+            None => None,
+        };
         let cert_fingerprint = match &self.cert_fingerprint {
             Some(f) => match f.get_ref().parse::<Fingerprint>() {
                 Ok(fp) => Some(fp),
@@ -112,11 +136,14 @@ impl RawUser {
             },
             None => None,
         };
-        if self.password.is_none() && self.cert_fingerprint.is_none() && self.cert_subject.is_none()
+        if self.password.is_none()
+            && self.softether_hash.is_none()
+            && self.cert_fingerprint.is_none()
+            && self.cert_subject.is_none()
         {
             report(
                 self.name.span(),
-                "this user has no password, cert_fingerprint or cert_subject and can never log in"
+                "this user has no password, softether_hash, cert_fingerprint or cert_subject and can never log in"
                     .to_owned(),
             );
         }
@@ -129,6 +156,7 @@ impl RawUser {
             password,
             cert_fingerprint,
             cert_subject: self.cert_subject.map(Spanned::into_inner),
+            softether,
             source: UserSource::File,
         })
     }
@@ -225,6 +253,7 @@ impl UserDb {
                     password: u.password.as_ref().map(PasswordHash::to_phc),
                     cert_fingerprint: u.cert_fingerprint.as_ref().map(|f| f.to_string()),
                     cert_subject: u.cert_subject.as_deref(),
+                    softether_hash: u.softether.as_ref().map(softether_hash_hex),
                 })
                 .collect(),
         };
@@ -247,6 +276,9 @@ fn inline_user(hub: &str, u: &InlineUser) -> Result<User, UserError> {
             .map(str::parse::<Fingerprint>)
             .transpose()?,
         cert_subject: u.cert_subject.clone(),
+        // `[[hub.user]]` has no SoftEther hash (yet): such users log in
+        // with vhub's protocol only.
+        softether: None,
         source: UserSource::Config,
     })
 }

@@ -10,6 +10,10 @@
 //! with N = 2^ln, a 16-byte random salt, a 32-byte output and base64 in the
 //! standard alphabet without padding (as PHC strings write it).
 //!
+//! Users who may log in from a SoftEther client also have SoftEther's
+//! `SHA0(password ‖ UPPER(name))` (`softether_hash`, 40 hex digits): opt-in
+//! per user, since it is a fast unsalted hash (see `softether.rs`).
+//!
 //! The users live in their own TOML file (`users_file` in the config,
 //! `<cert_dir>/users.toml` by default) so that `vhub user add` never rewrites
 //! the operator's config. Hubs may also list users inline in the config
@@ -29,12 +33,14 @@
 //! | `store.rs` | [`UserDb`] and the operations of `vhub user` (add, replace, remove) |
 //! | `file.rs` | the users file: reading with positions, atomic writes, inline users |
 //! | `authenticate.rs` | checking a password or a client certificate |
+//! | `softether.rs` | SoftEther's password hash: its file form, checking a SoftEther login |
 //!
 //! Everything public is re-exported here: callers write `crate::users::X`.
 
 mod authenticate;
 mod file;
 mod hash;
+mod softether;
 mod store;
 mod user;
 
@@ -43,7 +49,8 @@ mod tests;
 
 use std::path::PathBuf;
 
-/// The answer of [`UserDb::authenticate`] (`Ok`, `BadPassword`,
+/// The answer of [`UserDb::authenticate`] and
+/// [`UserDb::authenticate_softether`] (`Ok`, `BadPassword`,
 /// `UnknownUser`): the one type the hub's auth layer uses. Tell the client
 /// only "denied"; the distinction is for logs and metrics.
 pub use crate::auth::AuthResult;
@@ -51,6 +58,7 @@ pub use hash::{
     hash_password, hash_password_with_cost, verify_password, PasswordHash, DEFAULT_LN, DEFAULT_P,
     DEFAULT_R, HASH_LEN, MAX_LN, MAX_PASSWORD_LEN, MIN_LN, SALT_LEN,
 };
+pub use softether::{parse_softether_hash, softether_hash_hex, SOFTETHER_HASH_HEX_LEN};
 pub use store::UserDb;
 pub use user::{check_user_name, Login, User, UserSource};
 
@@ -83,9 +91,16 @@ pub enum UserError {
         "user {name:?} of hub {hub:?} would have no way to log in: give a password, a client certificate or a certificate subject"
     )]
     NoLogin { hub: String, name: String },
+    #[error(
+        "user {name:?} of hub {hub:?}: SoftEther logins need the password (SoftEther's hash is made from it); give it again"
+    )]
+    SoftEtherNeedsPassword { hub: String, name: String },
     /// Never includes the hash string itself.
     #[error("malformed password hash: {0}; expected $scrypt$ln=N,r=N,p=N$<salt>$<hash>")]
     MalformedHash(&'static str),
+    /// Never includes the hash itself (it is password-equivalent).
+    #[error("malformed softether_hash: {0}; expected 40 hex digits (SHA-0 of the password and the upper-cased user name)")]
+    MalformedSoftEtherHash(String),
     #[error("scrypt parameters out of range: {0}")]
     CostOutOfRange(String),
     #[error("{0}")]

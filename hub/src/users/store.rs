@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use switch_core::softether::HashedPassword;
+
 use super::hash::{check_params, PasswordHash, DEFAULT_LN, DEFAULT_P, DEFAULT_R};
 use super::user::{check_hub, check_user_name, Login, User, UserSource};
 use super::UserError;
@@ -80,6 +82,23 @@ impl UserDb {
             Some(pw) => Some(PasswordHash::new(pw, self.cost)?),
             None => kept.and_then(|u| u.password.clone()),
         };
+        // SoftEther's hash is made from the password, so it follows it: a
+        // new password replaces a kept hash too (the old password must not
+        // stay valid for SoftEther logins).
+        let softether = match (login.softether, login.password) {
+            (Some(false), _) => None,
+            (Some(true), None) => {
+                return Err(UserError::SoftEtherNeedsPassword {
+                    hub: hub.to_owned(),
+                    name: name.to_owned(),
+                })
+            }
+            (Some(true), Some(pw)) => Some(HashedPassword::new(name, pw)),
+            (None, Some(pw)) => kept
+                .filter(|u| u.softether.is_some())
+                .map(|_| HashedPassword::new(name, pw)),
+            (None, None) => kept.and_then(|u| u.softether),
+        };
         let cert_subject = login
             .cert_subject
             .map(|s| s.trim().to_owned())
@@ -92,10 +111,10 @@ impl UserDb {
                 .cert_fingerprint
                 .or_else(|| kept.and_then(|u| u.cert_fingerprint)),
             cert_subject,
+            softether,
             source: UserSource::File,
         };
-        if user.password.is_none() && user.cert_fingerprint.is_none() && user.cert_subject.is_none()
-        {
+        if !user.can_log_in() {
             return Err(UserError::NoLogin {
                 hub: hub.to_owned(),
                 name: name.to_owned(),

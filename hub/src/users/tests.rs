@@ -440,3 +440,303 @@ fn certificate_only_user_round_trips() {
     let back = UserDb::load(&path).unwrap();
     assert_eq!(back.get("DEFAULT", "dev"), db.get("DEFAULT", "dev"));
 }
+
+// SoftEther logins. The known answers are PROTOCOL-NOTES.md §5.2.1's, as
+// switch-core's softether::password tests check them.
+
+/// SHA0("secret" ‖ "ALICE").
+const ALICE_SECRET: &str = "0e782dacdb78918d73007999da81bc408906d451";
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn with_softether(password: &str) -> Login<'_> {
+    Login {
+        softether: Some(true),
+        ..Login::password(password)
+    }
+}
+
+/// The proof a SoftEther client sends for `name`/`password` and `random`.
+fn proof(name: &str, password: &str, random: &[u8; 20]) -> [u8; 20] {
+    switch_core::softether::HashedPassword::new(name, password).secure_password(random)
+}
+
+#[test]
+fn softether_hash_is_softethers_and_only_stored_on_request() {
+    let mut db = cheap_db();
+    db.put("DEFAULT", "alice", with_softether("secret"), false)
+        .unwrap();
+    db.add("DEFAULT", "bob", "secret").unwrap();
+    let alice = db.get("DEFAULT", "alice").unwrap();
+    assert!(alice.has_softether() && alice.has_password());
+    let stored = alice.softether.unwrap();
+    assert_eq!(
+        stored,
+        switch_core::softether::HashedPassword::new("alice", "secret")
+    );
+    assert_eq!(hex(&stored.0), ALICE_SECRET);
+    assert_eq!(softether_hash_hex(&stored), ALICE_SECRET);
+    // Opt-in: a plain `add` stores none.
+    assert!(!db.get("DEFAULT", "bob").unwrap().has_softether());
+    // The scrypt password works as before.
+    assert_eq!(db.authenticate("DEFAULT", "alice", "secret"), AuthResult::Ok);
+}
+
+#[test]
+fn softether_login_checks_the_proof_for_this_random() {
+    let mut db = cheap_db();
+    db.put("DEFAULT", "alice", with_softether("secret"), false)
+        .unwrap();
+    let random: [u8; 20] = std::array::from_fn(|i| i as u8);
+    let good = proof("alice", "secret", &random);
+    assert_eq!(hex(&good), "1394b82845bfb7a2711c4963f2b62978cb2c6ce3");
+    assert_eq!(
+        db.authenticate_softether("DEFAULT", "alice", &good, &random),
+        AuthResult::Ok
+    );
+    // Through the trait the hub uses.
+    let auth: &dyn crate::auth::Authenticator = &db;
+    assert_eq!(
+        auth.authenticate_softether("DEFAULT", "alice", &good, &random),
+        AuthResult::Ok
+    );
+    // A wrong password, a flipped bit, another connection's random, another hub.
+    let wrong = proof("alice", "Secret", &random);
+    let mut flipped = good;
+    flipped[19] ^= 1;
+    for (p, r, hub) in [
+        (wrong, random, "DEFAULT"),
+        (flipped, random, "DEFAULT"),
+        (good, [7; 20], "DEFAULT"),
+    ] {
+        assert_eq!(
+            db.authenticate_softether(hub, "alice", &p, &r),
+            AuthResult::BadPassword
+        );
+    }
+    assert_eq!(
+        db.authenticate_softether("lab", "alice", &good, &random),
+        AuthResult::UnknownUser
+    );
+}
+
+#[test]
+fn softether_login_without_the_hash_fails_like_a_wrong_password() {
+    let mut db = cheap_db();
+    db.put("DEFAULT", "alice", with_softether("secret"), false)
+        .unwrap();
+    db.add("DEFAULT", "bob", "secret").unwrap();
+    let random = [3u8; 20];
+    let wrong_for_alice =
+        db.authenticate_softether("DEFAULT", "alice", &proof("alice", "x", &random), &random);
+    // bob's right password, but he has no SoftEther hash.
+    let bob = db.authenticate_softether("DEFAULT", "bob", &proof("bob", "secret", &random), &random);
+    assert_eq!(wrong_for_alice, AuthResult::BadPassword);
+    assert_eq!(bob, wrong_for_alice);
+    // The dummy the check runs against for bob is never accepted, whatever
+    // the client sends: try every proof a client could compute for a
+    // stored value it might guess (zeros, the dummy's 0x5a bytes).
+    for guess in [[0u8; 20], [0x5a; 20], [0xff; 20]] {
+        let p = switch_core::softether::HashedPassword(guess).secure_password(&random);
+        assert_eq!(
+            db.authenticate_softether("DEFAULT", "bob", &p, &random),
+            AuthResult::BadPassword
+        );
+    }
+    // A certificate-only user: the same.
+    let cert_only = Login {
+        cert_subject: Some("CN=carol".into()),
+        ..Login::default()
+    };
+    db.put("DEFAULT", "carol", cert_only, false).unwrap();
+    assert_eq!(
+        db.authenticate_softether("DEFAULT", "carol", &[0; 20], &random),
+        AuthResult::BadPassword
+    );
+    assert_eq!(
+        db.authenticate_softether("DEFAULT", "nobody", &[0; 20], &random),
+        AuthResult::UnknownUser
+    );
+}
+
+#[test]
+fn softether_names_match_exactly() {
+    // SoftEther folds the name into the hash, so "ALICE" proves the same
+    // as "alice": the lookup, not the hash, decides, and it is exact.
+    let mut db = cheap_db();
+    db.put("DEFAULT", "alice", with_softether("secret"), false)
+        .unwrap();
+    let random = [1u8; 20];
+    let p = proof("ALICE", "secret", &random);
+    assert_eq!(
+        db.authenticate_softether("DEFAULT", "alice", &p, &random),
+        AuthResult::Ok
+    );
+    for other in ["ALICE", "Alice"] {
+        assert_eq!(
+            db.authenticate_softether("DEFAULT", other, &p, &random),
+            AuthResult::UnknownUser,
+            "{other}"
+        );
+    }
+}
+
+#[test]
+fn softether_hash_follows_the_password_on_replace() {
+    let mut db = cheap_db();
+    db.put("DEFAULT", "alice", with_softether("old"), false)
+        .unwrap();
+    let random = [5u8; 20];
+    let se = |db: &UserDb, pw: &str| {
+        db.authenticate_softether("DEFAULT", "alice", &proof("alice", pw, &random), &random)
+    };
+    // A new password, --softether not repeated: the hash is made again.
+    db.put("DEFAULT", "alice", Login::password("new"), true)
+        .unwrap();
+    assert_eq!(se(&db, "new"), AuthResult::Ok);
+    assert_eq!(se(&db, "old"), AuthResult::BadPassword);
+    // A certificate added: the hash is kept.
+    let subject = Login {
+        cert_subject: Some("CN=alice".into()),
+        ..Login::default()
+    };
+    db.put("DEFAULT", "alice", subject, true).unwrap();
+    assert_eq!(se(&db, "new"), AuthResult::Ok);
+    // Turned off: gone, the rest kept.
+    let off = Login {
+        softether: Some(false),
+        ..Login::default()
+    };
+    db.put("DEFAULT", "alice", off, true).unwrap();
+    let alice = db.get("DEFAULT", "alice").unwrap();
+    assert!(!alice.has_softether());
+    assert_eq!(alice.cert_subject(), Some("CN=alice"));
+    assert_eq!(se(&db, "new"), AuthResult::BadPassword);
+    assert_eq!(db.authenticate("DEFAULT", "alice", "new"), AuthResult::Ok);
+    // Turning it on needs the password: the hash is made from it.
+    let on = Login {
+        softether: Some(true),
+        ..Login::default()
+    };
+    assert!(matches!(
+        db.put("DEFAULT", "alice", on, true),
+        Err(UserError::SoftEtherNeedsPassword { .. })
+    ));
+    assert!(!db.get("DEFAULT", "alice").unwrap().has_softether());
+}
+
+#[test]
+fn softether_hash_round_trips_through_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("users.toml");
+    let mut db = cheap_db();
+    db.put("DEFAULT", "alice", with_softether("secret"), false)
+        .unwrap();
+    db.add("DEFAULT", "bob", "pw").unwrap();
+    db.save(&path).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(
+        text.matches(&format!("softether_hash = \"{ALICE_SECRET}\""))
+            .count(),
+        1,
+        "alice's only: {text}"
+    );
+    let back = UserDb::load(&path).unwrap();
+    assert_eq!(back.get("DEFAULT", "alice"), db.get("DEFAULT", "alice"));
+    assert!(!back.get("DEFAULT", "bob").unwrap().has_softether());
+    let random = [9u8; 20];
+    assert_eq!(
+        back.authenticate_softether(
+            "DEFAULT",
+            "alice",
+            &proof("alice", "secret", &random),
+            &random
+        ),
+        AuthResult::Ok
+    );
+
+    // A SoftEther-only user (say, moved from a SoftEther server), the hash
+    // in upper case: read, written back in lower case.
+    let upper = ALICE_SECRET.to_ascii_uppercase();
+    std::fs::write(
+        &path,
+        format!("[[user]]\nname = \"alice\"\nhub = \"DEFAULT\"\nsoftether_hash = \"{upper}\"\n"),
+    )
+    .unwrap();
+    let only = UserDb::load(&path).unwrap();
+    let alice = only.get("DEFAULT", "alice").unwrap();
+    assert!(alice.has_softether() && !alice.has_password());
+    assert_eq!(
+        only.authenticate_softether(
+            "DEFAULT",
+            "alice",
+            &proof("alice", "secret", &random),
+            &random
+        ),
+        AuthResult::Ok
+    );
+    assert_eq!(
+        only.authenticate("DEFAULT", "alice", "secret"),
+        AuthResult::BadPassword
+    );
+    only.save(&path).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.contains(&format!("softether_hash = \"{ALICE_SECRET}\"")),
+        "{text}"
+    );
+}
+
+#[test]
+fn softether_hash_problems_have_lines_and_never_echo_the_value() {
+    let short = &ALICE_SECRET[..38];
+    let not_hex = format!("{}zz", &ALICE_SECRET[..38]);
+    let long = format!("{ALICE_SECRET}00");
+    let text = format!(
+        "[[user]]\nname = \"a\"\nhub = \"DEFAULT\"\nsoftether_hash = \"{short}\"\n\
+         [[user]]\nname = \"b\"\nhub = \"DEFAULT\"\nsoftether_hash = \"{not_hex}\"\n\
+         [[user]]\nname = \"c\"\nhub = \"DEFAULT\"\nsoftether_hash = \"{long}\"\n\
+         [[user]]\nname = \"d\"\nhub = \"DEFAULT\"\nsoftether_hash = \"\"\n\
+         [[user]]\nname = \"e\"\nhub = \"DEFAULT\"\nsoftether_hash = \"{ALICE_SECRET}\"\n"
+    );
+    let e = UserDb::from_toml(&text, Path::new("users.toml"))
+        .unwrap_err()
+        .to_string();
+    let lines: Vec<&str> = e.lines().collect();
+    assert_eq!(lines.len(), 4, "{e}");
+    for (line, (at, what)) in lines.iter().zip([
+        ("users.toml:4:18:", "it has 38 characters"),
+        ("users.toml:8:18:", "not a hex digit"),
+        ("users.toml:12:18:", "it has 42 characters"),
+        ("users.toml:16:18:", "it has 0 characters"),
+    ]) {
+        assert!(line.starts_with(&format!("{at} malformed softether_hash")), "{e}");
+        assert!(line.contains(what), "{e}");
+        assert!(line.contains("40 hex digits"), "{e}");
+    }
+    for value in [short, &not_hex[..], &long[..]] {
+        assert!(!e.contains(value), "the error echoes a hash: {e}");
+    }
+    // Parsed directly too.
+    assert!(parse_softether_hash(ALICE_SECRET).is_ok());
+    assert!(parse_softether_hash(&format!("+{}", &ALICE_SECRET[1..])).is_err());
+    assert!(parse_softether_hash(&"é".repeat(20)).is_err());
+}
+
+#[test]
+fn debug_and_display_never_show_the_softether_hash() {
+    let mut db = cheap_db();
+    db.put("DEFAULT", "alice", with_softether("secret"), false)
+        .unwrap();
+    let u = db.get("DEFAULT", "alice").unwrap();
+    for shown in [format!("{u:?}"), format!("{u:#?}"), format!("{db:?}")] {
+        assert!(!shown.contains(ALICE_SECRET), "{shown}");
+        assert!(!shown.contains("0e, 78"), "{shown}");
+    }
+    assert_eq!(
+        format!("{u}"),
+        "DEFAULT/alice (password, SoftEther password)"
+    );
+}

@@ -1,10 +1,11 @@
-//! A user of a hub: its name, how it logs in (a password hash, a
-//! certificate bound by fingerprint or subject) and where it is defined
-//! (the users file or the config). Name checks live here too.
+//! A user of a hub: its name, how it logs in (a password hash, SoftEther's
+//! password hash, a certificate bound by fingerprint or subject) and where
+//! it is defined (the users file or the config). Name checks live here too.
 
 use std::fmt;
 
 use certs::Fingerprint;
+use switch_core::softether::HashedPassword;
 
 use super::hash::PasswordHash;
 use super::UserError;
@@ -49,6 +50,12 @@ pub struct Login<'a> {
     pub password: Option<&'a str>,
     pub cert_fingerprint: Option<Fingerprint>,
     pub cert_subject: Option<String>,
+    /// SoftEther logins (opt-in: the hash they need is fast and unsalted,
+    /// docs/SECURITY.md). `Some(true)` stores SoftEther's hash of
+    /// `password` (which must be given); `Some(false)` removes it; `None`
+    /// keeps what a replaced user had, made again from a new `password`
+    /// so that the old password does not stay valid for SoftEther.
+    pub softether: Option<bool>,
 }
 
 impl<'a> Login<'a> {
@@ -68,6 +75,9 @@ pub struct User {
     pub(super) password: Option<PasswordHash>,
     pub(super) cert_fingerprint: Option<Fingerprint>,
     pub(super) cert_subject: Option<String>,
+    /// SoftEther's `SHA0(password ‖ UPPER(name))`: lets SoftEther clients
+    /// log in; password-equivalent for them.
+    pub(super) softether: Option<HashedPassword>,
     pub(super) source: UserSource,
 }
 
@@ -85,6 +95,11 @@ impl User {
     pub fn password_cost(&self) -> Option<u8> {
         self.password.as_ref().map(PasswordHash::ln)
     }
+    /// Whether the user can log in from a SoftEther client (the users file
+    /// holds SoftEther's hash of the password).
+    pub fn has_softether(&self) -> bool {
+        self.softether.is_some()
+    }
     pub fn cert_fingerprint(&self) -> Option<&Fingerprint> {
         self.cert_fingerprint.as_ref()
     }
@@ -96,6 +111,16 @@ impl User {
     }
 }
 
+impl User {
+    /// Whether the user has any way to log in.
+    pub(super) fn can_log_in(&self) -> bool {
+        self.password.is_some()
+            || self.softether.is_some()
+            || self.cert_fingerprint.is_some()
+            || self.cert_subject.is_some()
+    }
+}
+
 impl fmt::Debug for User {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("User")
@@ -104,18 +129,22 @@ impl fmt::Debug for User {
             .field("password", &self.password) // PasswordHash's Debug shows the cost only
             .field("cert_fingerprint", &self.cert_fingerprint)
             .field("cert_subject", &self.cert_subject)
+            .field("softether", &self.softether) // redacted by HashedPassword's Debug
             .field("source", &self.source)
             .finish()
     }
 }
 
 impl fmt::Display for User {
-    /// `hub/name (password, certificate sha256:…)`.
+    /// `hub/name (password, SoftEther password, certificate sha256:…)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.hub, self.name)?;
         let mut how = Vec::new();
         if self.password.is_some() {
             how.push("password".to_owned());
+        }
+        if self.softether.is_some() {
+            how.push("SoftEther password".to_owned());
         }
         if let Some(fp) = &self.cert_fingerprint {
             how.push(format!("certificate {fp}"));
