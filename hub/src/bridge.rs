@@ -124,6 +124,10 @@ pub enum TapError {
         bridge: String,
         err: io::Error,
     },
+    #[error("interface {iface} not found; retrying")]
+    NoInterface { iface: String },
+    #[error("cannot open a packet socket on {iface}: {err} (EPERM: the hub needs CAP_NET_RAW)")]
+    Packet { iface: String, err: io::Error },
 }
 
 /// A TAP device of the hub's, attached to a Linux bridge; closing it
@@ -194,6 +198,120 @@ pub fn attach(ctl: &OwnedFd, tap: &str, bridge: &str) -> Result<(), TapError> {
             err,
         }),
     }
+}
+
+/// An `AF_PACKET` socket on an existing interface (`mode = "packet"`):
+/// promiscuous, blind to what it sends itself (`PACKET_IGNORE_OUTGOING`),
+/// every frame behind a `virtio_net_hdr` (`PACKET_VNET_HDR`), so GRO'd
+/// super frames come in whole and super frames go out whole (the
+/// kernel or the NIC cuts them).
+#[derive(Debug)]
+pub struct PacketPort {
+    pub fd: OwnedFd,
+    /// The interface index it is bound to: an interface deleted and made
+    /// again under the same name has a new one, and needs a new socket.
+    pub ifindex: libc::c_int,
+}
+
+// linux/if_packet.h (stable ABI; not all in every libc release).
+const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;
+const PACKET_MR_PROMISC: libc::c_ushort = 1;
+const PACKET_VNET_HDR: libc::c_int = 15;
+const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+
+#[repr(C)]
+struct PacketMreq {
+    mr_ifindex: libc::c_int,
+    mr_type: libc::c_ushort,
+    mr_alen: libc::c_ushort,
+    mr_address: [u8; 8],
+}
+
+impl PacketPort {
+    /// Opens the packet socket on `s.interface` (non-blocking).
+    pub fn open(s: &BridgeSettings) -> Result<PacketPort, TapError> {
+        let iface = &s.interface;
+        let err = |err: io::Error| TapError::Packet {
+            iface: iface.clone(),
+            err,
+        };
+        let ctl = control_socket().map_err(err)?;
+        let ifindex = ifindex(&ctl, iface).map_err(|_| TapError::NoInterface {
+            iface: iface.clone(),
+        })?;
+        let proto = (libc::ETH_P_ALL as u16).to_be();
+        // SAFETY: socket(2) with constant arguments; owned right below.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                libc::c_int::from(proto),
+            )
+        };
+        if raw < 0 {
+            return Err(err(io::Error::last_os_error()));
+        }
+        // SAFETY: raw is a fresh descriptor nobody else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let on: libc::c_int = 1;
+        let opt = |level, name, v: *const libc::c_void, len: usize| {
+            // SAFETY: setsockopt reads `len` bytes at `v`, a live value.
+            let r = unsafe { libc::setsockopt(raw, level, name, v, len as libc::socklen_t) };
+            if r != 0 {
+                return Err(err(io::Error::last_os_error()));
+            }
+            Ok(())
+        };
+        let int = std::mem::size_of::<libc::c_int>();
+        // Before bind: the header applies to every frame from the start.
+        opt(
+            libc::SOL_PACKET,
+            PACKET_VNET_HDR,
+            (&on as *const libc::c_int).cast(),
+            int,
+        )?;
+        // Since Linux 4.20; without it the hub would read back what it sends.
+        opt(
+            libc::SOL_PACKET,
+            PACKET_IGNORE_OUTGOING,
+            (&on as *const libc::c_int).cast(),
+            int,
+        )?;
+        // SAFETY: sockaddr_ll is plain old data; zeroed is a valid value.
+        let mut sa: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sa.sll_family = libc::AF_PACKET as libc::c_ushort;
+        sa.sll_protocol = proto;
+        sa.sll_ifindex = ifindex;
+        // SAFETY: bind(2) with a properly sized sockaddr_ll.
+        let r = unsafe {
+            libc::bind(
+                raw,
+                (&sa as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if r != 0 {
+            return Err(err(io::Error::last_os_error()));
+        }
+        let mreq = PacketMreq {
+            mr_ifindex: ifindex,
+            mr_type: PACKET_MR_PROMISC,
+            mr_alen: 0,
+            mr_address: [0; 8],
+        };
+        opt(
+            libc::SOL_PACKET,
+            PACKET_ADD_MEMBERSHIP,
+            (&mreq as *const PacketMreq).cast(),
+            std::mem::size_of::<PacketMreq>(),
+        )?;
+        Ok(PacketPort { fd, ifindex })
+    }
+}
+
+/// The index of interface `name` (`None`: no such interface).
+pub fn index_of(ctl: &OwnedFd, name: &str) -> Option<libc::c_int> {
+    ifindex(ctl, name).ok()
 }
 
 /// `SIOCBRADDIF` (linux/sockios.h): add an interface to a bridge.

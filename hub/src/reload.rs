@@ -394,3 +394,72 @@ fn why_disallowed(h: &VirtualHub, e: &SessionEntry, users: &UserDb) -> Option<St
         Some(format!("user {} was removed from hub {}", e.user, h.name()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::switchboard::Control;
+
+    fn switchboard(config: &Config, shards: usize) -> Switchboard {
+        let hubs: Vec<_> = config
+            .hubs()
+            .iter()
+            .map(|h| crate::server::HubSettings {
+                name: h.name.clone(),
+                anonymous: h.anonymous,
+                max_sessions: 0,
+                max_macs: 0,
+            })
+            .collect();
+        Switchboard::new(
+            &hubs,
+            &switch_core::fabric::FabricConfig::default(),
+            shards,
+            std::time::Instant::now(),
+        )
+    }
+
+    /// The control messages queued for `shard`, as short strings.
+    fn queued(sb: &Switchboard, shard: usize) -> Vec<String> {
+        std::iter::from_fn(|| sb.mailboxes[shard].control.pop())
+            .map(|c| match c {
+                Control::AddBridge { hub, status } => {
+                    format!("add {hub} {}", status.settings.interface)
+                }
+                Control::RemoveBridge { hub } => format!("remove {hub}"),
+                _ => "other".into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn bridges_are_added_changed_and_removed_on_their_shard() {
+        let toml = |bridge: &str| {
+            Config::from_toml(&format!(
+                "[[hub]]\nname = \"a\"\n[[hub]]\nname = \"b\"\n{bridge}\n"
+            ))
+            .unwrap()
+        };
+        let cfg = toml("bridge = \"br0\"");
+        let sb = switchboard(&cfg, 2);
+        // Hub b (index 1) lives on shard 1 % 2.
+        let r = apply_bridges(&sb, &cfg.hubs());
+        assert_eq!(r, ["hub b: bridged to br0 (TAP vh-b)"]);
+        assert_eq!(queued(&sb, 1), ["add 1 br0"]);
+        assert!(queued(&sb, 0).is_empty());
+        // The same config again changes nothing.
+        assert!(apply_bridges(&sb, &cfg.hubs()).is_empty());
+        assert!(queued(&sb, 1).is_empty());
+        // Another interface: removed, then added, in that order.
+        let cfg = toml("[hub.bridge]\ninterface = \"br1\"\nmax_macs = 10");
+        let r = apply_bridges(&sb, &cfg.hubs());
+        assert_eq!(r, ["hub b: bridge changed: br1 (TAP vh-b, max_macs 10)"]);
+        assert_eq!(queued(&sb, 1), ["remove 1", "add 1 br1"]);
+        // Gone from the config: removed; the hub's status says so too.
+        let r = apply_bridges(&sb, &toml("").hubs());
+        assert_eq!(r, ["hub b: bridge to br1 removed (TAP vh-b deleted)"]);
+        assert_eq!(queued(&sb, 1), ["remove 1"]);
+        assert!(sb.hubs[1].bridge.lock().is_none());
+    }
+}

@@ -5,7 +5,7 @@
 //! ```toml
 //! [hub.bridge]
 //! interface = "br-lan"   # the Linux bridge the hub's TAP device joins
-//! mode = "tap"           # the only mode so far ("packet" is planned)
+//! mode = "tap"           # or "packet": an AF_PACKET socket on `interface` itself
 //! tap = "vh-lab"         # the TAP device's name; default vh-<hub>
 //! max_macs = 4096        # MACs learned behind the bridge port
 //! ```
@@ -33,8 +33,8 @@ pub enum BridgeMode {
     /// bridge (`SIOCBRADDIF`).
     #[default]
     Tap,
-    /// An `AF_PACKET` socket on an existing interface. Not built yet: the
-    /// validator refuses it with a message that says so.
+    /// An `AF_PACKET` socket on an existing interface (promiscuous,
+    /// `PACKET_VNET_HDR`): no TAP device, no Linux bridge needed.
     Packet,
 }
 
@@ -180,22 +180,35 @@ name = "b"
 [hub.bridge]
 interface = "br-lan"
 mode = "packet"
-tap = "vh-a"
+tap = "vh-b"
 max_macs = 0
 [[hub]]
 name = "c"
 bridge = "this-name-is-far-too-long"
+[[hub]]
+name = "d"
+[hub.bridge]
+interface = "br9"
+tap = "vh-a"
+max_macs = 70000
 "#;
         let e = Config::from_toml(text).unwrap_err().to_string();
         for want in [
             "<config>:7:1: hub[1].bridge.interface: hub[0] is bridged to \"br-lan\" already",
-            "<config>:8:1: hub[1].bridge.mode: mode \"packet\" (AF_PACKET on an existing interface) is not available yet",
-            "<config>:9:1: hub[1].bridge.tap: hub[0] uses the TAP name \"vh-a\" already",
+            "<config>:9:1: hub[1].bridge.tap: mode \"packet\" makes no TAP device",
             "<config>:10:1: hub[1].bridge.max_macs: must be greater than 0",
             "<config>:13:1: hub[2].bridge.interface: \"this-name-is-far-too-long\" is not an interface name",
+            "<config>:18:1: hub[3].bridge.tap: hub[0] uses the TAP name \"vh-a\" already",
+            "<config>:19:1: hub[3].bridge.max_macs: 70000 is more than the hub's own cap of 65536 MACs",
         ] {
             assert!(e.contains(want), "missing {want:?} in:\n{e}");
         }
+        assert_eq!(e.lines().count(), 6, "{e}");
+        let c = Config::from_toml(
+            "[[hub]]\nname = \"a\"\n[hub.bridge]\ninterface = \"eth1\"\nmode = \"packet\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.hub[0].bridge.as_ref().unwrap().mode, BridgeMode::Packet);
         let e = Config::from_toml(
             "[[hub]]\nname = \"a\"\n[hub.bridge]\ninterface = \"br0\"\ncolour = 1\n",
         )

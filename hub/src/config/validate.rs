@@ -342,25 +342,17 @@ impl Validator {
                 );
             }
             if b.mode == BridgeMode::Packet {
-                self.add(
-                    at.clone().key("mode"),
-                    "mode \"packet\" (AF_PACKET on an existing interface) is not available yet; use mode = \"tap\" with a Linux bridge",
-                );
-            }
-            let tap = b.tap_name(&hub.name);
-            if let Err(e) = check_ifname(&tap) {
-                self.add(at.clone().key("tap"), e);
-            } else if tap == b.interface {
-                self.add(
-                    at.clone().key("tap"),
-                    format!("the TAP device cannot have the bridge's own name {tap:?}"),
-                );
-            } else if let Some(first) = taps.insert(tap.clone(), i) {
-                taps.insert(tap.clone(), first);
-                self.add(
-                    at.clone().key("tap"),
-                    format!("hub[{first}] uses the TAP name {tap:?} already; set tap = \"…\" to tell them apart"),
-                );
+                // A packet socket on the interface itself: no TAP device.
+                if b.tap.is_some() {
+                    self.add(
+                        at.clone().key("tap"),
+                        "mode \"packet\" makes no TAP device; remove tap, or use mode = \"tap\"",
+                    );
+                }
+            } else if let Some(problem) = tap_problem(b, &hub.name, &taps) {
+                self.add(at.clone().key("tap"), problem);
+            } else {
+                taps.insert(b.tap_name(&hub.name), i);
             }
             let hub_cap = hub.effective_max_macs(&c.fabric);
             if b.max_macs == 0 {
@@ -411,4 +403,26 @@ impl Validator {
             }
         }
     }
+}
+
+/// What is wrong with the TAP name of bridge `b` of hub `hub`, if
+/// anything (`taps`: the names earlier hubs use, and which hub).
+fn tap_problem(
+    b: &super::bridge::BridgeConfig,
+    hub: &str,
+    taps: &std::collections::HashMap<String, usize>,
+) -> Option<String> {
+    let tap = b.tap_name(hub);
+    let problem = if let Err(e) = check_ifname(&tap) {
+        e
+    } else if tap == b.interface {
+        format!("the TAP device cannot have the bridge's own name {tap:?}")
+    } else if let Some(first) = taps.get(&tap) {
+        format!(
+            "hub[{first}] uses the TAP name {tap:?} already; set tap = \"…\" to tell them apart"
+        )
+    } else {
+        return None;
+    };
+    Some(problem)
 }

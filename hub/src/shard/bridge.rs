@@ -40,7 +40,8 @@ use tracing::{info, warn};
 
 use super::deliver::Ingress;
 use super::{Endpoint, Shard, Slot, State_};
-use crate::bridge::{self as host, BridgeStatus, Tap};
+use crate::bridge::{self as host, BridgeStatus, PacketPort, Tap};
+use crate::config::BridgeMode;
 use crate::metrics::Local;
 use crate::net::Backend;
 
@@ -53,7 +54,7 @@ const QUEUE_BYTES: usize = offload::OFFLOAD_BUFFER_BYTES;
 const READ_BATCH: usize = 64;
 /// The read buffer of one round, and the room one frame needs in it: the
 /// largest frame taken from the host network (jumbo frames fit).
-const READ_BUFFER: usize = 256 * 1024;
+const READ_BUFFER: usize = 512 * 1024;
 const FRAME_ROOM: usize = 16 * 1024;
 /// How often the TAP's place on the Linux bridge is checked (and taken
 /// again after the bridge came back), and the retry of a failed start.
@@ -75,12 +76,16 @@ pub(super) struct BridgePort {
     /// Frames for the host network: `len: u32, frame` records, swapped
     /// out whole by the task.
     queue: Vec<u8>,
+    /// The form of the device's frames: plain (TAP) or behind a
+    /// `virtio_net_hdr` (packet socket).
+    form: Form,
     max_frame: usize,
 }
 
 impl BridgePort {
-    /// Queues `frame` (in form `from`) for the host network, in plain form
-    /// (an offload super frame is cut, `offload::convert`). Dropped and
+    /// Queues `frame` (in form `from`) for the host network, in the
+    /// device's form (for a TAP an offload super frame is cut,
+    /// `offload::convert`). Dropped and
     /// counted when the TAP is not on the bridge or the queue is full.
     /// True when something was queued.
     pub fn queue_frame(
@@ -96,7 +101,7 @@ impl BridgePort {
         }
         let queue = &mut self.queue;
         let (mut queued, mut full) = (false, 0u64);
-        let done = offload::convert(frame, from, Form::Plain, self.max_frame, scratch, |f| {
+        let done = offload::convert(frame, from, self.form, self.max_frame, scratch, |f| {
             if queue.len() + LEN + f.len() > QUEUE_BYTES {
                 full += 1;
                 return;
@@ -148,13 +153,14 @@ impl<B: Backend> Shard<B> {
             }
             let entry = st.slots.vacant_entry();
             let slot = entry.key() as u32;
-            let info = PortInfo::bridge(self.id, slot, status.settings.max_macs);
+            let info = PortInfo::bridge(self.id, slot, form_of(&status), status.settings.max_macs);
             let port = self.sb.add_port(hub, info);
             entry.insert(Slot {
                 endpoint: Endpoint::Bridge(Box::new(BridgePort {
                     status: status.clone(),
                     io: io.clone(),
                     queue: Vec::new(),
+                    form: form_of(&status),
                     max_frame: self.ctx.settings.session.limits.max_frame as usize,
                 })),
                 hub,
@@ -216,21 +222,36 @@ impl<B: Backend> Shard<B> {
         let name = self.sb.hubs[hub].name().to_owned();
         let set = &status.settings;
         while !io.stop.get() {
-            let why = match Tap::open(set).map_err(|e| e.to_string()).and_then(|tap| {
+            let opened = match set.mode {
+                BridgeMode::Tap => Tap::open(set).map(|t| (t.fd, None)),
+                BridgeMode::Packet => PacketPort::open(set).map(|p| (p.fd, Some(p.ifindex))),
+            };
+            let why = match opened.map_err(|e| e.to_string()).and_then(|(dev, bound)| {
                 let ctl = host::control_socket().map_err(|e| e.to_string())?;
                 // SAFETY: an OwnedFd is a valid, open descriptor, and it stays
                 // open (owned by the AsyncFd) until the AsyncFd is dropped.
-                let fd = unsafe { AsyncFd::register(tap.fd) }.map_err(|e| e.to_string())?;
-                Ok((tap.name, fd, ctl))
+                let fd = unsafe { AsyncFd::register(dev) }.map_err(|e| e.to_string())?;
+                Ok((fd, ctl, bound))
             }) {
-                Ok((tap, fd, ctl)) => {
+                Ok((fd, ctl, bound)) => {
+                    let tap = &set.tap;
                     status.attaches.fetch_add(1, Relaxed);
                     status.set_state(true, "up");
-                    info!(hub = %name, bridge = %set.interface, %tap, "local bridge up: the TAP device is a port of the Linux bridge");
-                    match self.run_tap(slot, port, &io, &status, &fd, &ctl).await {
+                    match bound {
+                        None => {
+                            info!(hub = %name, bridge = %set.interface, %tap, "local bridge up: the TAP device is a port of the Linux bridge")
+                        }
+                        Some(_) => {
+                            info!(hub = %name, interface = %set.interface, "local bridge up: a packet socket on the interface")
+                        }
+                    }
+                    match self
+                        .run_device(slot, port, &io, &status, &fd, &ctl, bound)
+                        .await
+                    {
                         Ended::Stopped => break,
                         // Dropping `fd` deletes the device; a new one is made.
-                        Ended::Failed(e) => format!("the TAP device failed: {e}"),
+                        Ended::Failed(e) => format!("the device failed: {e}"),
                     }
                 }
                 Err(e) => e,
@@ -246,9 +267,11 @@ impl<B: Backend> Shard<B> {
         status.set_state(false, "removed");
     }
 
-    /// Moves frames between the TAP and the fabric until stopped or the
-    /// TAP fails. Checks the Linux bridge every [`CHECK_EVERY`].
-    async fn run_tap(
+    /// Moves frames between the device (TAP, or a packet socket bound to
+    /// interface index `bound`) and the fabric until stopped or the device
+    /// fails. Checks the host side every [`CHECK_EVERY`].
+    #[allow(clippy::too_many_arguments)]
+    async fn run_device(
         &self,
         slot: u32,
         port: PortId,
@@ -256,7 +279,12 @@ impl<B: Backend> Shard<B> {
         status: &BridgeStatus,
         fd: &AsyncFd<OwnedFd>,
         ctl: &OwnedFd,
+        bound: Option<libc::c_int>,
     ) -> Ended {
+        let (room, form) = match bound {
+            None => (FRAME_ROOM, Form::Plain),
+            Some(_) => (offload::MAX_VNET_FRAME as usize, Form::Vnet),
+        };
         let raw = fd.get_ref().as_raw_fd();
         let mut buf: Vec<u8> = Vec::with_capacity(READ_BUFFER);
         let mut spans: Vec<(u32, u32)> = Vec::new();
@@ -275,17 +303,24 @@ impl<B: Backend> Shard<B> {
                         Ok(g) => g,
                         Err(e) => return Ended::Failed(e),
                     };
-                    match read_round(raw, &mut buf, &mut spans) {
+                    match read_round(raw, &mut buf, &mut spans, room) {
                         Ok(true) => guard.clear_ready(),
                         Ok(false) => {}
                         Err(e) => return Ended::Failed(e),
                     }
-                    if !self.switch_round(slot, port, &buf, &spans, status) {
+                    if !self.switch_round(slot, port, form, &buf, &spans, status) {
                         return Ended::Stopped;
                     }
                 }
                 _ = io.wake.notified() => {}
-                _ = check.tick() => check_bridge(ctl, status),
+                _ = check.tick() => match bound {
+                    None => check_bridge(ctl, status),
+                    Some(index) => {
+                        if let Err(e) = check_interface(ctl, status, index) {
+                            return Ended::Failed(e);
+                        }
+                    }
+                },
             }
         }
     }
@@ -296,6 +331,7 @@ impl<B: Backend> Shard<B> {
         &self,
         slot: u32,
         port: PortId,
+        form: Form,
         buf: &[u8],
         spans: &[(u32, u32)],
         status: &BridgeStatus,
@@ -312,7 +348,7 @@ impl<B: Backend> Shard<B> {
             hub: s.hub,
             slot,
             port,
-            form: Form::Plain,
+            form,
         };
         status.frames_in.fetch_add(spans.len() as u64, Relaxed);
         self.switch_frames(st, from, Instant::now(), buf, spans);
@@ -384,6 +420,41 @@ fn check_bridge(ctl: &OwnedFd, status: &BridgeStatus) {
     }
 }
 
+/// The periodic check of a packet socket's interface: still there under
+/// the same index (else the socket is dead: an error makes a new one),
+/// and up.
+fn check_interface(ctl: &OwnedFd, status: &BridgeStatus, bound: libc::c_int) -> io::Result<()> {
+    let iface = &status.settings.interface;
+    if host::index_of(ctl, iface) != Some(bound) {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("interface {iface} went away"),
+        ));
+    }
+    let (up, state) = match host::link_up(ctl, iface) {
+        Some(false) => (false, format!("down: interface {iface} is down")),
+        _ => (true, "up".to_owned()),
+    };
+    if status.set_state(up, &state) {
+        if up {
+            status.attaches.fetch_add(1, Relaxed);
+            info!(interface = %iface, "local bridge up again");
+        } else {
+            warn!(interface = %iface, "local bridge {state}; frames for it are dropped until it is back");
+        }
+    }
+    Ok(())
+}
+
+/// The form of a bridge's frames: plain on a TAP, behind a
+/// `virtio_net_hdr` on a packet socket.
+fn form_of(status: &BridgeStatus) -> Form {
+    match status.settings.mode {
+        BridgeMode::Tap => Form::Plain,
+        BridgeMode::Packet => Form::Vnet,
+    }
+}
+
 /// The slot of hub `hub`'s bridge on this shard.
 fn bridge_slot<S>(st: &State_<S>, hub: usize) -> Option<u32> {
     st.slots
@@ -394,12 +465,17 @@ fn bridge_slot<S>(st: &State_<S>, hub: usize) -> Option<u32> {
 
 /// Reads up to [`READ_BATCH`] frames into `buf` (their spans in `spans`).
 /// `Ok(true)` when the TAP has nothing more to read (readiness is used up).
-fn read_round(raw: i32, buf: &mut Vec<u8>, spans: &mut Vec<(u32, u32)>) -> io::Result<bool> {
+fn read_round(
+    raw: i32,
+    buf: &mut Vec<u8>,
+    spans: &mut Vec<(u32, u32)>,
+    room: usize,
+) -> io::Result<bool> {
     buf.clear();
     spans.clear();
-    while spans.len() < READ_BATCH && buf.capacity() - buf.len() >= FRAME_ROOM {
+    while spans.len() < READ_BATCH && buf.capacity() - buf.len() >= room {
         let at = buf.len();
-        match host::read_into(raw, buf, FRAME_ROOM) {
+        match host::read_into(raw, buf, room) {
             Ok(0) => return Ok(true),
             Ok(n) => spans.push((at as u32, n as u32)),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
@@ -414,7 +490,6 @@ fn read_round(raw: i32, buf: &mut Vec<u8>, spans: &mut Vec<(u32, u32)>) -> io::R
 mod tests {
     use super::*;
     use crate::bridge::BridgeSettings;
-    use crate::config::BridgeMode;
 
     fn port(up: bool) -> BridgePort {
         let status = Arc::new(BridgeStatus::new(
@@ -434,6 +509,7 @@ mod tests {
                 stop: Cell::new(false),
             }),
             queue: Vec::new(),
+            form: Form::Plain,
             max_frame: 1514,
         }
     }

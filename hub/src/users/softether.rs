@@ -31,23 +31,21 @@ pub const SOFTETHER_HASH_HEX_LEN: usize = 40;
 /// Parses the users file's `softether_hash`: exactly 40 hex digits, either
 /// case. The error never repeats the value (it is password-equivalent).
 pub fn parse_softether_hash(text: &str) -> Result<HashedPassword, UserError> {
+    if !text.bytes().all(|c| c.is_ascii_hexdigit()) {
+        return Err(UserError::MalformedSoftEtherHash(
+            "it has a character that is not a hex digit".to_owned(),
+        ));
+    }
     if text.len() != SOFTETHER_HASH_HEX_LEN {
         return Err(UserError::MalformedSoftEtherHash(format!(
-            "it has {} characters",
-            text.chars().count()
+            "it has {} digits",
+            text.len()
         )));
     }
     let mut out = [0u8; 20];
     for (byte, pair) in out.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
-        let digit = |c: u8| (c as char).to_digit(16);
-        match (digit(pair[0]), digit(pair[1])) {
-            (Some(hi), Some(lo)) => *byte = (hi << 4 | lo) as u8,
-            _ => {
-                return Err(UserError::MalformedSoftEtherHash(
-                    "it has a character that is not a hex digit".to_owned(),
-                ))
-            }
-        }
+        let digit = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
+        *byte = digit(pair[0]) << 4 | digit(pair[1]);
     }
     Ok(HashedPassword(out))
 }

@@ -481,7 +481,10 @@ fn softether_hash_is_softethers_and_only_stored_on_request() {
     // Opt-in: a plain `add` stores none.
     assert!(!db.get("DEFAULT", "bob").unwrap().has_softether());
     // The scrypt password works as before.
-    assert_eq!(db.authenticate("DEFAULT", "alice", "secret"), AuthResult::Ok);
+    assert_eq!(
+        db.authenticate("DEFAULT", "alice", "secret"),
+        AuthResult::Ok
+    );
 }
 
 #[test]
@@ -532,7 +535,8 @@ fn softether_login_without_the_hash_fails_like_a_wrong_password() {
     let wrong_for_alice =
         db.authenticate_softether("DEFAULT", "alice", &proof("alice", "x", &random), &random);
     // bob's right password, but he has no SoftEther hash.
-    let bob = db.authenticate_softether("DEFAULT", "bob", &proof("bob", "secret", &random), &random);
+    let bob =
+        db.authenticate_softether("DEFAULT", "bob", &proof("bob", "secret", &random), &random);
     assert_eq!(wrong_for_alice, AuthResult::BadPassword);
     assert_eq!(bob, wrong_for_alice);
     // The dummy the check runs against for bob is never accepted, whatever
@@ -707,12 +711,15 @@ fn softether_hash_problems_have_lines_and_never_echo_the_value() {
     let lines: Vec<&str> = e.lines().collect();
     assert_eq!(lines.len(), 4, "{e}");
     for (line, (at, what)) in lines.iter().zip([
-        ("users.toml:4:18:", "it has 38 characters"),
+        ("users.toml:4:18:", "it has 38 digits"),
         ("users.toml:8:18:", "not a hex digit"),
-        ("users.toml:12:18:", "it has 42 characters"),
-        ("users.toml:16:18:", "it has 0 characters"),
+        ("users.toml:12:18:", "it has 42 digits"),
+        ("users.toml:16:18:", "it has 0 digits"),
     ]) {
-        assert!(line.starts_with(&format!("{at} malformed softether_hash")), "{e}");
+        assert!(
+            line.starts_with(&format!("{at} malformed softether_hash")),
+            "{e}"
+        );
         assert!(line.contains(what), "{e}");
         assert!(line.contains("40 hex digits"), "{e}");
     }

@@ -63,12 +63,13 @@ impl PortInfo {
         }
     }
 
-    /// A local bridge's port: plain frames, at most `max_macs` MACs
-    /// learned behind it (0 = the fabric's per-port default).
-    pub fn bridge(shard: u16, slot: u32, max_macs: u32) -> Self {
+    /// A local bridge's port: frames in `form` (plain from a TAP device,
+    /// behind a `virtio_net_hdr` from a packet socket), at most `max_macs`
+    /// MACs learned behind it (0 = the fabric's per-port default).
+    pub fn bridge(shard: u16, slot: u32, form: Form, max_macs: u32) -> Self {
         PortInfo {
             loc: PortLoc { shard, slot },
-            form: Form::Plain,
+            form,
             kind: PortKind::Bridge,
             max_macs,
         }

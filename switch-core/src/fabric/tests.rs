@@ -224,7 +224,7 @@ fn a_bridge_port_has_its_own_mac_cap() {
     };
     let (c, mut f) = setup(config);
     let session = f.add_port(at(1));
-    let bridge = f.add_port(PortInfo::bridge(0, 2, 4));
+    let bridge = f.add_port(PortInfo::bridge(0, 2, Form::Plain, 4));
     assert_eq!(f.port(bridge).map(|p| p.kind), Some(PortKind::Bridge));
     let stations = [A, B, C, D, [0x02, 0, 0, 0, 0, 0x0e]];
     for s in &stations {
@@ -248,7 +248,7 @@ fn a_bridge_port_has_its_own_mac_cap() {
         Route::Drop(DropReason::SameSegment)
     );
     // A bridge with 0 takes the fabric default, like a session.
-    let other = f.add_port(PortInfo::bridge(0, 3, 0));
+    let other = f.add_port(PortInfo::bridge(0, 3, Form::Plain, 0));
     for k in 0..3u8 {
         let _ = f.forward(c.t(2), other, 0, &eth(BROADCAST, [0x02, 0, 0, 0, 1, k]));
     }
