@@ -4,7 +4,11 @@ through a vhub in a third, with the kernel's ping and iperf3 between the two
 TAP addresses — and, in the same run, the bare routed veth path between the
 same namespaces (no VPN) as the baseline.
 
-    sudo bench/e2e/e2e.py [--seconds 5] [--json FILE] [--no-build] [--io-backend auto]
+    sudo bench/e2e/e2e.py [--seconds 5] [--json FILE] [--no-build] [--io-backend auto] [--bridge]
+
+With --bridge, two more paths: vnic a to namespace b as a host on a LAN
+that the hub is bridged to ([[hub]] bridge), through a TAP device on a
+Linux bridge (mode tap) and through a packet socket (mode packet).
 
 Builds release binaries (unless --no-build), creates namespaces e2e-h, e2e-a,
 e2e-b, runs everything, prints a table (and JSON), and removes what it made.
@@ -68,6 +72,23 @@ def setup_net():
     sh(["sysctl", "-qw", "net.ipv4.ip_forward=1"], ns=NS["h"])
 
 
+def setup_lans():
+    """Namespace b as a host on two LANs of the hub's namespace: 10.78.0.2
+    behind the Linux bridge e2e-br (hub LANTAP's TAP joins it), 10.79.0.2
+    behind e2e-hp (hub LANPKT's packet socket)."""
+    sh(["ip", "link", "add", "e2e-br", "type", "bridge"], ns=NS["h"])
+    sh(["ip", "link", "set", "e2e-br", "type", "bridge", "stp_state", "0", "forward_delay", "0"], ns=NS["h"])
+    sh(["ip", "link", "set", "e2e-br", "up"], ns=NS["h"])
+    for hv, bv, net in (("e2e-hl", "e2e-bl", 78), ("e2e-hp", "e2e-bp", 79)):
+        sh(["ip", "link", "add", hv, "type", "veth", "peer", "name", bv])
+        sh(["ip", "link", "set", hv, "netns", NS["h"]])
+        sh(["ip", "link", "set", bv, "netns", NS["b"]])
+        sh(["ip", "link", "set", hv, "up"], ns=NS["h"])
+        sh(["ip", "addr", "add", f"10.{net}.0.2/24", "dev", bv], ns=NS["b"])
+        sh(["ip", "link", "set", bv, "up"], ns=NS["b"])
+    sh(["ip", "link", "set", "e2e-hl", "master", "e2e-br"], ns=NS["h"])
+
+
 def wait_for(pred, what, timeout=20.0):
     end = time.time() + timeout
     while time.time() < end:
@@ -118,6 +139,7 @@ def main():
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--debug", action="store_true", help="use debug binaries (CI smoke test)")
     ap.add_argument("--io-backend", default="auto")
+    ap.add_argument("--bridge", action="store_true", help="also measure the local bridge (TAP and packet modes)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/e2e/e2e.py needs root (network namespaces, TAP devices)")
@@ -135,6 +157,11 @@ def main():
         with open(cfg, "w") as f:
             f.write(f'listen = "0.0.0.0:{PORT}"\nmetrics_listen = "127.0.0.1:9750"\ncert_dir = "{tmp}/certs"\n'
                     f'io_backend = "{args.io_backend}"\n[[hub]]\nname = "DEFAULT"\nanonymous = true\n')
+            if args.bridge:
+                setup_lans()
+                f.write('[[hub]]\nname = "LANTAP"\nanonymous = true\nbridge = "e2e-br"\n'
+                        '[[hub]]\nname = "LANPKT"\nanonymous = true\n'
+                        '[hub.bridge]\ninterface = "e2e-hp"\nmode = "packet"\n')
         # A certificate naming the hub's two addresses, so --ca verifies.
         subprocess.run([vhub, "cert", "generate", "--cert-dir", f"{tmp}/certs", "--ip", "10.99.1.1",
                         "--ip", "10.99.2.1"], check=True, capture_output=True)
@@ -162,6 +189,18 @@ def main():
             for p in vnics:
                 p.terminate()
                 p.wait(timeout=10)
+        # vnic a to namespace b as a host on the bridged LAN.
+        for label, hub, net in ((("vhub local bridge, TAP", "LANTAP", 78), ("vhub local bridge, packet", "LANPKT", 79))
+                                if args.bridge else ()):
+            log = open(os.path.join(tmp, f"vnic-a-{hub}.log"), "w")
+            p = spawn([vnic, "connect", f"https://10.99.1.1:{PORT}/{hub}", "--tap", "vnic1",
+                       "--ip", f"10.{net}.0.1/24", "--ca", f"{tmp}/certs/ca.crt",
+                       "--status-file", f"{tmp}/status-a-{hub}.json"], ns=NS["a"], log=log)
+            wait_for(lambda: sh(["ping", "-c", "1", "-W", "1", f"10.{net}.0.2"], ns=NS["a"], check=False,
+                                capture=True).returncode == 0, f"ping through the {hub} bridge", timeout=30)
+            results.append(measure(label, f"10.{net}.0.1", f"10.{net}.0.2", args.seconds))
+            p.terminate()
+            p.wait(timeout=10)
     finally:
         cleanup()
     hdr = f"{'path':<32} {'TCP 1 stream':>14} {'TCP 4 streams':>14} {'ping avg':>10} {'64 B UDP delivered':>20} {'UDP loss':>9}"

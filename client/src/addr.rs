@@ -11,9 +11,31 @@ pub const HTTPS_PORT: u16 = 443;
 /// The virtual hub of a URL without a path.
 pub const DEFAULT_HUB: &str = "DEFAULT";
 
-/// `https://HOST[:PORT]/HUB`: where the hub is and which virtual hub to join.
+/// What is spoken after TLS: the scheme of the URL.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Dialect {
+    /// `https://`: a vhub hub, the `vhub/1` upgrade (resume, offload).
+    #[default]
+    Vhub,
+    /// `softether://`: a SoftEther VPN server, its own login and framing
+    /// (no resume, no offload).
+    SoftEther,
+}
+
+impl Dialect {
+    pub fn scheme(self) -> &'static str {
+        match self {
+            Dialect::Vhub => "https",
+            Dialect::SoftEther => "softether",
+        }
+    }
+}
+
+/// `https://HOST[:PORT]/HUB` (or `softether://…`): where the hub is, which
+/// virtual hub to join, and which protocol it speaks.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HubUrl {
+    pub dialect: Dialect,
     /// A DNS name or an IP address; IPv6 without brackets.
     pub host: String,
     pub port: u16,
@@ -35,7 +57,13 @@ impl HubUrl {
 
 impl fmt::Display for HubUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "https://{}/{}", self.host_port(), self.hub)
+        write!(
+            f,
+            "{}://{}/{}",
+            self.dialect.scheme(),
+            self.host_port(),
+            self.hub
+        )
     }
 }
 
@@ -43,17 +71,24 @@ impl FromStr for HubUrl {
     type Err = String;
 
     /// Accepts `https://host[:port][/HUB]` and `https://host[:port]/vhub/HUB`
-    /// (the path the hub's own page shows). The scheme may be left out.
+    /// (the path the hub's own page shows), and `softether://host[:port]/HUB`
+    /// for a SoftEther VPN server. The scheme may be left out (https).
     fn from_str(s: &str) -> Result<Self, String> {
-        let err = |why: &str| format!("hub URL {s:?}: {why} (expected https://HOST[:PORT]/HUB)");
-        let rest = match s.split_once("://") {
-            Some(("https", rest)) => rest,
+        let err = |why: &str| {
+            format!(
+                "hub URL {s:?}: {why} (expected https://HOST[:PORT]/HUB, or \
+                 softether://HOST[:PORT]/HUB for a SoftEther VPN server)"
+            )
+        };
+        let (dialect, rest) = match s.split_once("://") {
+            Some(("https", rest)) => (Dialect::Vhub, rest),
+            Some(("softether", rest)) => (Dialect::SoftEther, rest),
             Some((scheme, _)) => {
                 return Err(err(&format!(
-                    "scheme {scheme:?}: the hub speaks only https"
+                    "scheme {scheme:?}: vnic speaks https (vhub) and softether"
                 )))
             }
-            None => s,
+            None => (Dialect::Vhub, s),
         };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -102,6 +137,7 @@ impl FromStr for HubUrl {
             )));
         }
         Ok(HubUrl {
+            dialect,
             host: host.to_owned(),
             port,
             hub: hub.to_owned(),
@@ -152,6 +188,7 @@ mod tests {
         assert_eq!(
             url("https://hub.example:8443/LAB"),
             HubUrl {
+                dialect: Dialect::Vhub,
                 host: "hub.example".into(),
                 port: 8443,
                 hub: "LAB".into()
@@ -165,12 +202,17 @@ mod tests {
         assert_eq!(v6.host, "fd00::1");
         assert_eq!(v6.host_port(), "[fd00::1]:8443");
         assert_eq!(v6.to_string(), "https://[fd00::1]:8443/A");
+        let se = url("softether://10.0.0.1:5555/TEST");
+        assert_eq!(se.dialect, Dialect::SoftEther);
+        assert_eq!((se.port, se.hub.as_str()), (5555, "TEST"));
+        assert_eq!(se.to_string(), "softether://10.0.0.1:5555/TEST");
+        assert_eq!(url("softether://h").port, 443);
     }
 
     #[test]
     fn bad_hub_urls_say_why() {
         let e = |s: &str| s.parse::<HubUrl>().unwrap_err();
-        assert!(e("http://h/A").contains("only https"));
+        assert!(e("http://h/A").contains("https (vhub) and softether"));
         assert!(e("https://u:p@h/A").contains("--password-file"));
         assert!(e("https://h:0/A").contains("bad port"));
         assert!(e("https://h:x/A").contains("bad port"));

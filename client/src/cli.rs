@@ -42,8 +42,10 @@ pub enum Command {
 #[derive(Args, Debug, Default, Clone)]
 pub struct ConnectArgs {
     /// The hub: https://HOST[:PORT]/HUB (port 443 if left out; virtual hub
-    /// DEFAULT if no path). Several, for failover: `vnic connect URL1 URL2`
-    /// (in VNIC_URL: separated by commas); see --hub-order and --failback.
+    /// DEFAULT if no path), or softether://HOST[:PORT]/HUB for a SoftEther
+    /// VPN server (password login; no resume, no offload). Several, for
+    /// failover: `vnic connect URL1 URL2` (in VNIC_URL: separated by
+    /// commas); see --hub-order and --failback.
     #[arg(env = "VNIC_URL", value_name = "URL", value_delimiter = ',')]
     pub urls: Vec<String>,
 

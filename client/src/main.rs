@@ -1,6 +1,8 @@
 //! `vnic`: a virtual LAN card. It creates a TAP device and joins it to a
 //! virtual hub of a `vhub` server over HTTPS (TLS by OpenSSL, then the
-//! `vhub/1` upgrade), directly or through an HTTP, SOCKS or SSH relay.
+//! `vhub/1` upgrade), or to a SoftEther VPN server's (`softether://`:
+//! SoftEther's login and framing after TLS), directly or through an HTTP,
+//! SOCKS or SSH relay.
 //!
 //! Exit codes: 0 stopped by the user; 1 failed (gave up reconnecting, the
 //! hub ended the session for good, the TAP device failed); 2 bad settings;
@@ -19,6 +21,7 @@ mod link;
 mod netwatch;
 mod report;
 mod settings;
+mod softether;
 mod status;
 mod supervisor;
 mod suppress;

@@ -12,7 +12,7 @@ use certs::tls::{CipherSpec, TlsOptions};
 use serde::Deserialize;
 use switch_core::wire::http::Credentials;
 
-use crate::addr::{HubUrl, Ipv4Cidr};
+use crate::addr::{Dialect, HubUrl, Ipv4Cidr};
 use crate::cli::ConnectArgs;
 use crate::relay::Relay;
 use crate::trust::{default_known_hubs, Trust};
@@ -277,7 +277,10 @@ impl Settings {
         let max_retries = m.max_retries();
         let icmp = m.icmp();
         let status_file = m.status_file(&tap, &env, uid);
-        let offload = !args.no_offload && m.file.offload.unwrap_or(true);
+        let softether = m.softether(&urls, client_cert.is_some());
+        // virtio_net_hdr offload is vhub/1's: a SoftEther server takes
+        // plain frames of at most 1514 bytes.
+        let offload = !softether && !args.no_offload && m.file.offload.unwrap_or(true);
         let hub_order = args.hub_order.or(m.file.hub_order).unwrap_or_default();
         let failback = m.failback();
         let arp_suppression = !args.no_arp_suppression && m.file.arp_suppression.unwrap_or(true);
@@ -357,6 +360,31 @@ impl Merge<'_> {
             );
         }
         urls
+    }
+
+    /// Whether the hubs are SoftEther servers (`softether://`): all or
+    /// none, since a vhub session cannot fail over to a SoftEther one; no
+    /// client certificate (SoftEther's certificate login is not done).
+    fn softether(&mut self, urls: &[HubUrl], has_cert: bool) -> bool {
+        let se = urls
+            .iter()
+            .filter(|u| u.dialect == Dialect::SoftEther)
+            .count();
+        if se > 0 && se < urls.len() {
+            self.problem(
+                "softether:// and https:// hubs cannot be mixed: failover moves the session \
+                 between hubs of one kind"
+                    .into(),
+            );
+        }
+        if se > 0 && has_cert {
+            self.problem(
+                "--cert: certificate login to a SoftEther server is not supported yet \
+                 (use --user and --password-file)"
+                    .into(),
+            );
+        }
+        se > 0
     }
 
     /// The failback interval, or `None` for "off".
@@ -735,7 +763,7 @@ arp_suppression = false
         let all = Settings::resolve_with(&a, FileConfig::default(), no_env, 0)
             .unwrap_err()
             .join("\n");
-        for needle in ["given twice", "only https", "--failback"] {
+        for needle in ["given twice", "https (vhub) and softether", "--failback"] {
             assert!(all.contains(needle), "{needle:?} missing in:\n{all}");
         }
     }
@@ -779,6 +807,27 @@ icmp_keepalive = "10.77.0.1"
     }
 
     #[test]
+    fn softether_hubs_take_plain_frames_and_no_mixing() {
+        let s = Settings::resolve_with(
+            &args("softether://10.0.0.1:5555/TEST"),
+            FileConfig::default(),
+            no_env,
+            0,
+        )
+        .unwrap();
+        assert_eq!(s.url.dialect, Dialect::SoftEther);
+        assert!(!s.offload, "offload is vhub/1's");
+        let a = ConnectArgs {
+            urls: vec!["softether://h1/A".into(), "https://h2/A".into()],
+            ..ConnectArgs::default()
+        };
+        let all = Settings::resolve_with(&a, FileConfig::default(), no_env, 0)
+            .unwrap_err()
+            .join("\n");
+        assert!(all.contains("cannot be mixed"), "{all}");
+    }
+
+    #[test]
     fn every_problem_is_reported() {
         let a = ConnectArgs {
             urls: vec!["http://h/A".into()],
@@ -792,7 +841,7 @@ icmp_keepalive = "10.77.0.1"
         let p = Settings::resolve_with(&a, FileConfig::default(), no_env, 0).unwrap_err();
         let all = p.join("\n");
         for needle in [
-            "only https",
+            "https (vhub) and softether",
             "--password-file",
             "one way to trust",
             "--pin",

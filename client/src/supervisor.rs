@@ -30,6 +30,10 @@
 //!   version (426), a certificate that changed or does not verify, a relay
 //!   refusing our credentials — ends the client with [`Outcome`], never
 //!   retried (retries could lock an account);
+//! - a SoftEther server ([`Config::resumable`] false) has no resume: a
+//!   lost link gets a new session at once, and its refusals are mapped
+//!   as vhub's are (wrong password → final, unknown hub → final, busy →
+//!   retried later) by [`Supervisor::handle_softether_failed`];
 //! - with several hubs ([`Config::hubs`], in the order to try them): a
 //!   lost link is first retried on the hub of the session (a resume);
 //!   an attempt that fails (no TCP, no TLS, no answer, a retryable
@@ -54,6 +58,7 @@ use std::time::{Duration, Instant};
 
 use certs::tls::TlsError;
 use switch_core::admission::RefuseCode;
+use switch_core::softether::{ClientError, ErrorCode};
 use switch_core::wire::http::Refusal;
 use switch_core::wire::CloseCode;
 
@@ -165,6 +170,9 @@ pub struct Config {
     pub max_retries: Option<u32>,
     /// A client certificate is used (the advice after a 401 names it).
     pub with_cert: bool,
+    /// Sessions can be resumed on a new link (`vhub/1`); a SoftEther
+    /// server's cannot: a lost link means a new session.
+    pub resumable: bool,
     /// On another hub than the first, try the first again after this
     /// long (and as often); `None`: stay where it is.
     pub failback: Option<Duration>,
@@ -398,10 +406,16 @@ impl Supervisor {
         if had_session {
             self.lost_at = Some(now);
             self.failback_at = None;
+            let next = if self.config.resumable {
+                "reconnecting now"
+            } else {
+                self.actions.push_back(Action::NewSession);
+                "SoftEther: no resume, new session; reconnecting now"
+            };
             self.report(
                 "reconnecting",
                 Level::Warn,
-                format!("link lost: {why}; reconnecting now"),
+                format!("link lost: {why}; {next}"),
             );
             match &mut self.attempt {
                 None => self.connect(false),
@@ -512,6 +526,50 @@ impl Supervisor {
             self.give_up(Outcome::Refused(format!(
                 "the hub refused the session: {r}{advice}"
             )));
+        }
+    }
+
+    /// A SoftEther login failed on the current link: refused by the
+    /// server (its error code decides, as a vhub refusal's status does),
+    /// not a SoftEther server, or no answer in time.
+    pub fn handle_softether_failed(&mut self, now: Instant, e: &ClientError) {
+        self.actions.push_back(Action::DropLink);
+        self.link = LinkState::Down;
+        let hub = &self.config.hubs[self.current];
+        let what = format!("{hub} refused the login: {e}");
+        let code = match e {
+            ClientError::Refused(code) => *code,
+            ClientError::TimedOut(_) | ClientError::Closed => {
+                self.handle_attempt_failed(now, format!("{hub}: {e}"), Duration::ZERO);
+                return;
+            }
+            // Not SoftEther, or a server this client cannot follow.
+            _ => {
+                self.give_up(Outcome::Failed(format!("{hub}: {e}")));
+                return;
+            }
+        };
+        const ACCOUNT: &str = " (not retrying: repeated attempts could lock the account; \
+                               check --user and --password-file)";
+        match code {
+            ErrorCode::AuthFailed
+            | ErrorCode::AuthTypeNotSupported
+            | ErrorCode::AccessDenied
+            | ErrorCode::NullPasswordLocalOnly => {
+                self.give_up(Outcome::Refused(format!("{what}{ACCOUNT}")))
+            }
+            ErrorCode::HubNotFound => self.give_up(Outcome::Refused(format!(
+                "{what} (check the virtual hub name in the URL)"
+            ))),
+            ErrorCode::IpAddressDenied | ErrorCode::BrandedCToS | ErrorCode::BrandedCFromS => {
+                self.give_up(Outcome::Refused(what))
+            }
+            // Busy, at a limit, stopping, or anything else: later, as the
+            // real client does (at least its wait), with backoff.
+            code => {
+                let wait = code.retry_after().unwrap_or(Duration::ZERO);
+                self.handle_attempt_failed(now, what, wait);
+            }
         }
     }
 

@@ -1,15 +1,16 @@
 //! The local bridge (`[[hub]] bridge`): a virtual hub attached to a host
-//! LAN. A real `vhub` in a "lan" namespace with a Linux bridge `br-lan`
-//! and a "server" on it; a real `vnic` in a "client" namespace reaches the
-//! server through the hub (ping and ARP both ways, iperf3 both ways); the
+//! LAN, in both modes. A real `vhub` in a "lan" namespace with a "server"
+//! on its LAN; a real `vnic` in a "client" namespace reaches the server
+//! through the hub (ping and ARP both ways, iperf3 both ways); the
 //! server's MAC is listed behind the bridge port; a reload removes the
-//! bridge (TAP deleted) and brings it back without touching the session;
-//! the Linux bridge going away and coming back is waited out, not fatal.
+//! bridge and brings it back without touching the session; the host side
+//! going away or down and coming back is waited out, not fatal.
 //!
 //! ```text
-//!  client ns                       lan ns                                   server ns
-//!  vnic0 10.50.0.2/24   ─ TLS ─►  vhub (hub "lab") ─ TAP vh-lab ─ br-lan ─ veth ─ eth0 10.50.0.1/24
-//!  eth0 10.51.0.2 ──── veth ────  vbc0 10.51.0.1 (the hub's listener)
+//!  client ns                      lan ns                                             server ns
+//!  vnic0 10.50.0.2/24  ─ TLS ─►  vhub (hub "lab") ─ TAP vh-lab ─ br-lan ─ vbs0 ─veth─ eth0 10.50.0.1/24  (mode tap)
+//!                                vhub (hub "lab") ─ packet socket on ──── vbs0 ─veth─ eth0 10.50.0.1/24  (mode packet)
+//!  eth0 10.51.0.2 ─── veth ───   vbc0 10.51.0.1 (the hub's listener)
 //! ```
 
 mod common;
@@ -20,9 +21,32 @@ use std::time::Duration;
 use common::*;
 
 const T: Duration = Duration::from_secs(30);
-const LAN: &str = "vh-brtest-lan";
-const SRV: &str = "vh-brtest-srv";
-const CLI: &str = "vh-brtest-cli";
+/// The hub's metrics listener, inside the lan namespace.
+const METRICS_PORT: u16 = 19443;
+/// How the hub reaches the LAN.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    /// A TAP device on the Linux bridge br-lan.
+    Tap,
+    /// An AF_PACKET socket on vbs0 (no Linux bridge).
+    Packet,
+}
+
+impl Mode {
+    /// This mode's namespace names (distinct per mode).
+    fn ns(self, tag: &str) -> String {
+        let m = if self == Mode::Tap { "t" } else { "p" };
+        format!("vh-br{m}-{tag}")
+    }
+
+    /// The host interface the hub is given.
+    fn interface(self) -> &'static str {
+        match self {
+            Mode::Tap => "br-lan",
+            Mode::Packet => "vbs0",
+        }
+    }
+}
 
 /// A namespace of this test, without the veth to the root namespace that
 /// `Ns::new` makes (the hub and the client talk over a veth of their own).
@@ -72,13 +96,17 @@ fn make_bridge(lan: &Ns) {
     lan.exec_ok(&["ip", "link", "set", "br-lan", "up"]);
 }
 
-fn write_config(path: &Path, dir: &Path, port: u16, bridged: bool) {
-    let bridge = if bridged { "bridge = \"br-lan\"\n" } else { "" };
+fn write_config(path: &Path, dir: &Path, port: u16, bridged: Option<Mode>) {
+    let bridge = match bridged {
+        Some(Mode::Tap) => "bridge = \"br-lan\"\n",
+        Some(Mode::Packet) => "[hub.bridge]\ninterface = \"vbs0\"\nmode = \"packet\"\n",
+        None => "",
+    };
     std::fs::write(
         path,
         format!(
             r#"listen = "10.51.0.1:{port}"
-metrics_listen = "off"
+metrics_listen = "127.0.0.1:{METRICS_PORT}"
 admin_socket = "{admin}"
 cert_dir = "{certs}"
 shards = 2
@@ -185,34 +213,55 @@ fn iperf3(srv: &Ns, cli: &Ns, dir: &Path, reverse: bool) -> f64 {
 
 #[test]
 fn a_vnic_reaches_a_server_on_a_bridged_lan_and_reload_keeps_the_session() {
-    let name = "a_vnic_reaches_a_server_on_a_bridged_lan_and_reload_keeps_the_session";
+    bridged_lan(
+        "a_vnic_reaches_a_server_on_a_bridged_lan_and_reload_keeps_the_session",
+        Mode::Tap,
+    );
+}
+
+#[test]
+fn a_vnic_reaches_a_server_through_a_packet_socket_and_reload_keeps_the_session() {
+    bridged_lan(
+        "a_vnic_reaches_a_server_through_a_packet_socket_and_reload_keeps_the_session",
+        Mode::Packet,
+    );
+}
+
+fn bridged_lan(name: &str, mode: Mode) {
     if !require_root(name) {
         return;
     }
     require_tool("ping", "iputils-ping");
     require_tool("iperf3", "iperf3");
+    require_tool("curl", "curl");
     let _lock = TestLock::take();
-    if !Path::new("/dev/net/tun").exists() {
+    if mode == Mode::Tap && !Path::new("/dev/net/tun").exists() {
         test_support::skip_or_fail(name, "no /dev/net/tun (the tun module) for TAP devices");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let lan = netns(LAN);
-    let srv = netns(SRV);
-    let cli = netns(CLI);
-    // The server on the LAN: a veth whose lan end joins br-lan.
-    lan.exec_ok(&[
-        "ip", "link", "add", "vbs0", "type", "veth", "peer", "name", "eth0", "netns", SRV,
-    ]);
+    let (srv_name, cli_name) = (mode.ns("srv"), mode.ns("cli"));
+    let lan = netns(&mode.ns("lan"));
+    let srv = netns(&srv_name);
+    let cli = netns(&cli_name);
+    let iface = mode.interface();
+    // The server on the LAN: a veth whose lan end joins br-lan (TAP mode)
+    // or is the hub's interface itself (packet mode).
+    let veth = |name: &str, peer_ns: &str| {
+        lan.exec_ok(&[
+            "ip", "link", "add", name, "type", "veth", "peer", "name", "eth0", "netns", peer_ns,
+        ]);
+    };
+    veth("vbs0", &srv_name);
     lan.exec_ok(&["ip", "link", "set", "vbs0", "up"]);
     srv.exec_ok(&["ip", "addr", "add", "10.50.0.1/24", "dev", "eth0"]);
     srv.exec_ok(&["ip", "link", "set", "eth0", "up"]);
-    make_bridge(&lan);
+    if mode == Mode::Tap {
+        make_bridge(&lan);
+    }
     // The client's way to the hub's listener.
-    lan.exec_ok(&[
-        "ip", "link", "add", "vbc0", "type", "veth", "peer", "name", "eth0", "netns", CLI,
-    ]);
+    veth("vbc0", &cli_name);
     lan.exec_ok(&["ip", "addr", "add", "10.51.0.1/24", "dev", "vbc0"]);
     lan.exec_ok(&["ip", "link", "set", "vbc0", "up"]);
     cli.exec_ok(&["ip", "addr", "add", "10.51.0.2/24", "dev", "eth0"]);
@@ -220,7 +269,7 @@ fn a_vnic_reaches_a_server_on_a_bridged_lan_and_reload_keeps_the_session() {
 
     let port = 18443;
     let config = d.join("vhub.toml");
-    write_config(&config, d, port, true);
+    write_config(&config, d, port, Some(mode));
     let vhub = vhub_bin().display().to_string();
     let config_s = config.display().to_string();
     let _hub = lan.spawn("vhub", &[&vhub, "--config", &config_s], &d.join("vhub.log"));
@@ -230,13 +279,15 @@ fn a_vnic_reaches_a_server_on_a_bridged_lan_and_reload_keeps_the_session() {
         bridge_state(d),
         std::fs::read_to_string(d.join("vhub.log")).unwrap_or_default()
     );
-    assert!(
-        lan.exec(&["ip", "link", "show", "vh-lab"]).status.success(),
-        "no TAP vh-lab"
-    );
-    let master = lan.exec_ok(&["cat", "/sys/class/net/vh-lab/master/ifindex"]);
-    let br = lan.exec_ok(&["cat", "/sys/class/net/br-lan/ifindex"]);
-    assert_eq!(master.stdout, br.stdout, "vh-lab is not a port of br-lan");
+    let tap_exists = || lan.exec(&["ip", "link", "show", "vh-lab"]).status.success();
+    if mode == Mode::Tap {
+        assert!(tap_exists(), "no TAP vh-lab");
+        let master = lan.exec_ok(&["cat", "/sys/class/net/vh-lab/master/ifindex"]);
+        let br = lan.exec_ok(&["cat", "/sys/class/net/br-lan/ifindex"]);
+        assert_eq!(master.stdout, br.stdout, "vh-lab is not a port of br-lan");
+    } else {
+        assert!(!tap_exists(), "packet mode made a TAP device");
+    }
 
     let vnic = Vnic::start(
         &cli,
@@ -261,10 +312,20 @@ fn a_vnic_reaches_a_server_on_a_bridged_lan_and_reload_keeps_the_session() {
     );
     let cs = pings(&cli, "10.50.0.1");
     let sc = pings(&srv, "10.50.0.2");
-    assert_eq!((cs.received, sc.received), (20, 20));
+    // Every reply, but one lost on a loaded machine (seen once in a debug
+    // build with other builds running); the counts are printed.
+    assert!(
+        cs.received >= 19 && sc.received >= 19,
+        "pings lost: {}/20 and {}/20; the bridge: {}",
+        cs.received,
+        sc.received,
+        ctl(d, &["hubs"])["hubs"][0]["bridge"]
+    );
     eprintln!(
-        "RESULT ping client->server rtt min/avg/max {:?} ms, server->client {:?} ms",
+        "RESULT {mode:?} mode: ping client->server {}/20, rtt min/avg/max {:?} ms, server->client {}/20, {:?} ms",
+        cs.received,
         cs.rtt.unwrap(),
+        sc.received,
         sc.rtt.unwrap()
     );
     let (server_mac, client_mac) = (mac_of(&srv, "eth0"), mac_of(&cli, "vnic0"));
@@ -293,9 +354,10 @@ fn a_vnic_reaches_a_server_on_a_bridged_lan_and_reload_keeps_the_session() {
             .find(|m| m["mac"] == mac)
             .map(|m| m["session"].as_str().unwrap().to_owned())
     };
+    let behind = format!("bridge:{iface}");
     assert_eq!(
         port_of(&server_mac).as_deref(),
-        Some("bridge:br-lan"),
+        Some(behind.as_str()),
         "{macs}"
     );
     assert_eq!(port_of(&client_mac).as_deref(), Some(id.as_str()), "{macs}");
@@ -303,26 +365,40 @@ fn a_vnic_reaches_a_server_on_a_bridged_lan_and_reload_keeps_the_session() {
     // iperf3 both ways (printed, never asserted on speed).
     let up = iperf3(&srv, &cli, d, false);
     let down = iperf3(&srv, &cli, d, true);
-    eprintln!("RESULT iperf3 over the local bridge: client->server {up:.2} Gbit/s, server->client {down:.2} Gbit/s");
+    eprintln!(
+        "RESULT {mode:?} mode: iperf3 client->server {up:.2} Gbit/s, server->client {down:.2} Gbit/s"
+    );
+    // The bridge's metrics (scraped inside the lan namespace).
+    let url = format!("http://127.0.0.1:{METRICS_PORT}/metrics");
+    let scrape = lan.exec_ok(&["curl", "-sf", &url]);
+    let text = String::from_utf8_lossy(&scrape.stdout);
+    assert_eq!(
+        metric_in(&text, "vhub_bridge_up{hub=\"lab\"}").unwrap(),
+        1.0
+    );
+    for direction in ["in", "out"] {
+        let series = format!("vhub_bridge_frames_total{{hub=\"lab\",direction=\"{direction}\"}}");
+        assert!(metric_in(&text, &series).unwrap() > 0.0, "{series}");
+    }
     let hubs = ctl(d, &["hubs"]);
-    eprintln!("RESULT bridge counters: {}", hubs["hubs"][0]["bridge"]);
+    eprintln!(
+        "RESULT {mode:?} mode: bridge counters {}",
+        hubs["hubs"][0]["bridge"]
+    );
 
-    // Reload without the bridge: the TAP goes, the session stays.
+    // Reload without the bridge: the device goes, the session stays.
     let before = vnic.read_status().unwrap();
-    write_config(&config, d, port, false);
+    write_config(&config, d, port, None);
     let r = ctl(d, &["reload"]);
     assert_eq!(r["ok"], true, "{r}");
     assert!(
         r["applied"]
             .to_string()
-            .contains("bridge to br-lan removed"),
+            .contains(&format!("bridge to {iface} (")),
         "{r}"
     );
     assert!(
-        wait_until(T, || !lan
-            .exec(&["ip", "link", "show", "vh-lab"])
-            .status
-            .success()),
+        wait_until(T, || !tap_exists()),
         "the TAP device is still there after the reload"
     );
     assert_eq!(bridge_state(d), None);
@@ -354,7 +430,7 @@ fn a_vnic_reaches_a_server_on_a_bridged_lan_and_reload_keeps_the_session() {
     same("after removing the bridge");
 
     // Back by reload: the same session reaches the server again.
-    write_config(&config, d, port, true);
+    write_config(&config, d, port, Some(mode));
     let r = ctl(d, &["reload"]);
     assert_eq!(r["ok"], true, "{r}");
     assert!(
@@ -372,25 +448,34 @@ fn a_vnic_reaches_a_server_on_a_bridged_lan_and_reload_keeps_the_session() {
     );
     same("after adding the bridge back");
 
-    // The Linux bridge goes away: waited out, not fatal; back, attached again.
-    lan.exec_ok(&["ip", "link", "del", "br-lan"]);
+    // The host side goes away (br-lan deleted) or down (vbs0 down): waited
+    // out, not fatal; back, attached again.
+    match mode {
+        Mode::Tap => lan.exec_ok(&["ip", "link", "del", "br-lan"]),
+        Mode::Packet => lan.exec_ok(&["ip", "link", "set", "vbs0", "down"]),
+    };
+    let away = if mode == Mode::Tap { "waiting" } else { "down" };
     assert!(
-        wait_until(T, || bridge_state(d)
-            .is_some_and(|s| s.starts_with("waiting"))),
-        "the hub did not notice the Linux bridge went away: {:?}",
+        wait_until(T, || bridge_state(d).is_some_and(|s| s.starts_with(away))),
+        "the hub did not notice the host side went away: {:?}",
         bridge_state(d)
     );
-    make_bridge(&lan);
+    match mode {
+        Mode::Tap => make_bridge(&lan),
+        Mode::Packet => {
+            lan.exec_ok(&["ip", "link", "set", "vbs0", "up"]);
+        }
+    }
     assert!(
         wait_until(T, || bridge_state(d).as_deref() == Some("up")),
-        "the TAP was not attached again: {:?}",
+        "the bridge was not attached again: {:?}",
         bridge_state(d)
     );
     assert!(
         ping_works(&cli, "10.50.0.1", T),
-        "no ping after br-lan came back"
+        "no ping after {iface} came back"
     );
-    same("after br-lan came back");
+    same("after the host side came back");
     let log = std::fs::read_to_string(d.join("vhub.log")).unwrap_or_default();
     assert!(log.contains("local bridge up again"), "{log}");
 }

@@ -93,7 +93,7 @@ pub struct HubInfo {
 pub struct BridgeInfo {
     /// The Linux bridge.
     pub interface: String,
-    /// The hub's TAP device on it.
+    /// The hub's TAP device on it (empty in packet mode).
     pub tap: String,
     pub mode: String,
     /// `up`, `waiting: …` (the Linux bridge is missing), `down: …`.
@@ -254,7 +254,10 @@ fn bridge_info(h: &crate::switchboard::VirtualHub) -> Option<BridgeInfo> {
     let s = &b.settings;
     Some(BridgeInfo {
         interface: s.interface.clone(),
-        tap: s.tap.clone(),
+        tap: match s.mode {
+            crate::config::BridgeMode::Tap => s.tap.clone(),
+            crate::config::BridgeMode::Packet => String::new(),
+        },
         mode: s.mode.as_str().into(),
         state,
         shard: b.shard,

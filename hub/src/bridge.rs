@@ -1,21 +1,26 @@
-//! The local bridge: a virtual hub attached to a host network.
+//! The local bridge: a virtual hub attached to a host network, two ways.
 //!
-//! The hub creates a TAP device (`IFF_TAP | IFF_NO_PI`: plain Ethernet
-//! frames, one per read or write), brings it up and enslaves it to an
-//! existing Linux bridge (`SIOCBRADDIF`); the TAP is then one more port of
-//! that bridge, and a port of the virtual hub's fabric
-//! (`switch_core::fabric::PortKind::Bridge`) on the hub's side. Frames
-//! move between the two in `shard/bridge.rs`; this file only holds what
-//! the kernel is asked (ioctls, no `ip` commands run) and the state the
+//! - TAP mode (the default): the hub creates a TAP device (`IFF_TAP |
+//!   IFF_NO_PI | IFF_VNET_HDR` with TCP offloads: one frame per read or
+//!   write, behind a `virtio_net_hdr`, TCP super frames whole), brings it
+//!   up and enslaves it to an existing Linux bridge (`SIOCBRADDIF`); the
+//!   TAP is then one more port of that bridge. Closing the descriptor
+//!   deletes the device, and the kernel takes it off the bridge.
+//! - Packet mode: a promiscuous `AF_PACKET` socket bound to an existing
+//!   interface, with `PACKET_VNET_HDR` (the same frame form) and
+//!   `PACKET_IGNORE_OUTGOING` ([`PacketPort`]).
+//!
+//! On the hub's side either is a port of the virtual hub's fabric
+//! (`switch_core::fabric::PortKind::Bridge`). Frames move in
+//! `shard/bridge.rs`; this file only holds what the kernel is asked
+//! (ioctls and socket options, no `ip` commands run) and the state the
 //! admin API and the metrics read.
 //!
-//! What it does not do: create or configure the Linux bridge (the host's
-//! network setup owns it), set addresses, or open an `AF_PACKET` socket
-//! (the second mode the issue names; not built yet). Closing the TAP
-//! descriptor deletes the device, and the kernel takes it off the bridge.
+//! What it does not do: create or configure the Linux bridge or the
+//! interface (the host's network setup owns them), or set addresses.
 //!
-//! Needs `CAP_NET_ADMIN` (TUNSETIFF, SIOCSIFFLAGS, SIOCBRADDIF), and only
-//! when a bridge is configured.
+//! Needs, only when a bridge is configured: `CAP_NET_ADMIN` in TAP mode
+//! (TUNSETIFF, SIOCSIFFLAGS, SIOCBRADDIF), `CAP_NET_RAW` in packet mode.
 
 use std::ffi::CStr;
 use std::io;
@@ -314,6 +319,9 @@ pub fn index_of(ctl: &OwnedFd, name: &str) -> Option<libc::c_int> {
     ifindex(ctl, name).ok()
 }
 
+/// `TUNSETOFFLOAD`: `_IOW('T', 208, unsigned int)`.
+const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
+
 /// `SIOCBRADDIF` (linux/sockios.h): add an interface to a bridge.
 const SIOCBRADDIF: libc::c_ulong = 0x89a2;
 
@@ -398,9 +406,23 @@ fn create_tap(name: &str) -> Result<OwnedFd, TapError> {
     // SAFETY: raw is a fresh descriptor nobody else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
     let mut req = ifreq(name);
-    req.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short;
+    req.ifr_ifru.ifru_flags =
+        (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as libc::c_short;
     // SAFETY: TUNSETIFF reads and writes a properly sized ifreq.
     let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF as _, &mut req) };
+    if r != 0 {
+        return Err(TapError::Create {
+            tap: name.to_owned(),
+            err: io::Error::last_os_error(),
+        });
+    }
+    // TCP super frames both ways, as the client's TAP does: the kernel
+    // hands the hub GRO'd frames whole and takes offload senders' 64 KiB
+    // frames whole (it, or the NIC, cuts them). vhub cuts only TCP, so
+    // exactly TCP + checksum.
+    let offloads = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6 | libc::TUN_F_TSO_ECN;
+    // SAFETY: TUNSETOFFLOAD takes an unsigned int by value on a TAP fd we own.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETOFFLOAD as _, offloads as libc::c_uint) };
     if r != 0 {
         return Err(TapError::Create {
             tap: name.to_owned(),

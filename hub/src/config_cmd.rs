@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
-use hub::config::{Config, ConfigErrors, IoBackendSetting, LogFormat};
+use hub::config::{BridgeMode, Config, ConfigErrors, IoBackendSetting, LogFormat};
 
 use crate::cli::ServeArgs;
 
@@ -85,6 +85,9 @@ pub fn check_config(file: &Path) -> anyhow::Result<ExitCode> {
                 .hubs()
                 .iter()
                 .map(|h| match &h.bridge {
+                    Some(b) if b.mode == BridgeMode::Packet => {
+                        format!("{} (bridged to {} by a packet socket)", h.name, b.interface)
+                    }
                     Some(b) => format!(
                         "{} (bridged to {} via TAP {})",
                         h.name,

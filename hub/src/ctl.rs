@@ -199,6 +199,9 @@ fn print_hubs(list: &[admin::HubInfo]) {
     for h in list {
         let yn = |b: bool| if b { "yes" } else { "no" };
         let bridge = match &h.bridge {
+            Some(b) if b.tap.is_empty() => {
+                format!("  {} via a packet socket ({})", b.interface, b.state)
+            }
             Some(b) => format!("  {} via {} ({})", b.interface, b.tap, b.state),
             None if bridged => "  -".to_owned(),
             None => String::new(),

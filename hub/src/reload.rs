@@ -312,24 +312,17 @@ pub fn apply_bridges(sb: &Switchboard, hubs: &[HubConfig]) -> Vec<String> {
         if !sb.set_bridge(h.index, want.clone()) {
             continue;
         }
+        let how = |b: &crate::bridge::BridgeSettings| match b.mode {
+            crate::config::BridgeMode::Tap => format!("{} (TAP {})", b.interface, b.tap),
+            crate::config::BridgeMode::Packet => format!("{} (packet socket)", b.interface),
+        };
         changed.push(match (had, want) {
-            (None, Some(w)) => format!(
-                "hub {}: bridged to {} (TAP {})",
-                h.name(),
-                w.interface,
-                w.tap
-            ),
-            (Some(o), None) => format!(
-                "hub {}: bridge to {} removed (TAP {} deleted)",
-                h.name(),
-                o.interface,
-                o.tap
-            ),
+            (None, Some(w)) => format!("hub {}: bridged to {}", h.name(), how(&w)),
+            (Some(o), None) => format!("hub {}: bridge to {} removed", h.name(), how(&o)),
             (_, Some(w)) => format!(
-                "hub {}: bridge changed: {} (TAP {}, max_macs {})",
+                "hub {}: bridge changed: {}, max_macs {}",
                 h.name(),
-                w.interface,
-                w.tap,
+                how(&w),
                 w.max_macs
             ),
             (None, None) => continue,
@@ -454,11 +447,11 @@ mod tests {
         // Another interface: removed, then added, in that order.
         let cfg = toml("[hub.bridge]\ninterface = \"br1\"\nmax_macs = 10");
         let r = apply_bridges(&sb, &cfg.hubs());
-        assert_eq!(r, ["hub b: bridge changed: br1 (TAP vh-b, max_macs 10)"]);
+        assert_eq!(r, ["hub b: bridge changed: br1 (TAP vh-b), max_macs 10"]);
         assert_eq!(queued(&sb, 1), ["remove 1", "add 1 br1"]);
         // Gone from the config: removed; the hub's status says so too.
         let r = apply_bridges(&sb, &toml("").hubs());
-        assert_eq!(r, ["hub b: bridge to br1 removed (TAP vh-b deleted)"]);
+        assert_eq!(r, ["hub b: bridge to br1 (TAP vh-b) removed"]);
         assert_eq!(queued(&sb, 1), ["remove 1"]);
         assert!(sb.hubs[1].bridge.lock().is_none());
     }

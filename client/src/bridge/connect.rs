@@ -7,6 +7,7 @@ use std::time::Instant;
 use switch_core::pump::Pump;
 use switch_core::session::State;
 
+use super::proto::{Carrier, Proto};
 use super::status::add_stats;
 use super::Bridge;
 use crate::link::{self, Link, LinkError};
@@ -135,9 +136,16 @@ impl<T: TapIo> Bridge<T> {
     /// there, with the frames that were never sent.
     pub(super) fn move_session(&mut self, hub: usize) {
         self.hub = hub;
-        let unconfirmed = self
-            .session
-            .move_to(Self::connect_params(&self.settings, &self.hubs[hub]));
+        let session = match &mut self.session {
+            Proto::Vhub(s) => s,
+            Proto::SoftEther(s) => {
+                // Nothing is kept across links: only the address changes.
+                let url = &self.hubs[hub];
+                s.move_to(&url.host_port(), &url.hub);
+                return;
+            }
+        };
+        let unconfirmed = session.move_to(Self::connect_params(&self.settings, &self.hubs[hub]));
         if unconfirmed > 0 {
             tracing::info!(
                 "moving to {}: {unconfirmed} frame(s) sent to the old hub may not have arrived",

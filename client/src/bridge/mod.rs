@@ -1,6 +1,6 @@
-//! The bridge: a TAP device on one side, a `vhub/1` session on the other,
-//! and the loop that moves frames between them, keeps the link alive and
-//! brings it back.
+//! The bridge: a TAP device on one side, a `vhub/1` session (or, for a
+//! `softether://` hub, a SoftEther one) on the other, and the loop that
+//! moves frames between them, keeps the link alive and brings it back.
 //!
 //! ```text
 //!   TAP ──recv_batch──► Session::send_frame ─┐            ┌─► TAP::send
@@ -23,6 +23,9 @@
 //! - `mod.rs`: the loop, the session's events, the supervisor's actions;
 //! - `connect.rs`: opening a link, switching to it, losing it;
 //! - `pump.rs`: socket ⇄ TLS ⇄ session;
+//! - `proto.rs`: the session of either dialect behind one set of calls
+//!   ([`Proto`](proto::Proto)): `vhub/1`'s `Session`, or
+//!   `crate::softether`'s login-per-link session with no resume;
 //! - `tap_path.rs`: TAP ⇄ session, in the form each side wants (and,
 //!   while the link is down, the host's neighbour requests answered from
 //!   `crate::suppress`'s table);
@@ -45,7 +48,7 @@ use switch_core::wire::CloseCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::addr::HubUrl;
+use crate::addr::{Dialect, HubUrl};
 use crate::backoff::Backoff;
 use crate::lan::IcmpKeepalive;
 use crate::link::{Link, LinkError};
@@ -53,14 +56,17 @@ use crate::netwatch::NetWatch;
 use crate::relay::{Relay, Transport};
 use crate::report::{say, warn};
 use crate::settings::{HubOrder, Settings};
+use crate::softether::{SeEvent, SoftEther};
 use crate::supervisor::{self, Action, Level, Settled, Supervisor};
 use crate::suppress::{self, Neighbours};
 use crate::tap::{FrameBatch, TapIo};
 use crate::units::fmt_duration;
+use proto::Carrier;
 
 pub use crate::supervisor::Outcome;
 
 mod connect;
+mod proto;
 mod pump;
 mod status;
 mod tap_path;
@@ -129,7 +135,7 @@ pub struct Bridge<T: TapIo> {
     connecting_hub: usize,
     ctx: SslContext,
     tap: T,
-    session: Session,
+    session: proto::Proto,
     /// Counters of earlier `Session`s (a session the hub ended is
     /// replaced by a new one; the status adds them up).
     prior: SessionStats,
@@ -180,6 +186,10 @@ pub struct Bridge<T: TapIo> {
     outcome: Option<Outcome>,
     /// Frames converted between offload and plain form are built here.
     scratch: Vec<u8>,
+    /// A SoftEther session's plaintext output on its way into TLS.
+    plain_out: Vec<u8>,
+    /// The SoftEther server's product string, from its hello.
+    se_server: Option<String>,
     /// Frames that arrived with the handshake response (rare: kept only
     /// until the response is processed).
     early: Vec<Vec<u8>>,
@@ -259,6 +269,7 @@ impl<T: TapIo> Bridge<T> {
                 hubs: hubs.iter().map(|h| h.to_string()).collect(),
                 max_retries: settings.max_retries,
                 with_cert: settings.client_cert.is_some(),
+                resumable: settings.url.dialect != Dialect::SoftEther,
                 failback: settings.failback,
             },
             Backoff::new(settings.max_backoff),
@@ -300,6 +311,8 @@ impl<T: TapIo> Bridge<T> {
             started_at: SystemTime::now(),
             outcome: None,
             scratch: Vec::new(),
+            plain_out: Vec::new(),
+            se_server: None,
             early: Vec::new(),
         }
     }
@@ -307,8 +320,16 @@ impl<T: TapIo> Bridge<T> {
     /// A session with no link yet, for the hub at `url`: `reconnect`
     /// starts its handshake on each new link (a new session first, a
     /// resume afterwards). `offload`: the TAP speaks `virtio_net_hdr`;
-    /// ask the hub for it too.
-    fn fresh_session(settings: &Settings, url: &HubUrl, offload: bool, t: Instant) -> Session {
+    /// ask the hub for it too. A `softether://` hub gets a SoftEther
+    /// session, which logs in on each new link.
+    fn fresh_session(settings: &Settings, url: &HubUrl, offload: bool, t: Instant) -> proto::Proto {
+        if url.dialect == Dialect::SoftEther {
+            return proto::Proto::SoftEther(SoftEther::new(
+                &url.host_port(),
+                &url.hub,
+                settings.credentials.as_ref(),
+            ));
+        }
         let mut config = SessionConfig {
             keepalive: settings.keepalive,
             timeout: settings.timeout,
@@ -319,7 +340,11 @@ impl<T: TapIo> Bridge<T> {
             config.limits.max_frame = offload::MAX_VNET_FRAME;
             config.max_buffered_bytes = offload::OFFLOAD_BUFFER_BYTES;
         }
-        Session::connect(t, config, Self::connect_params(settings, url))
+        proto::Proto::Vhub(Session::connect(
+            t,
+            config,
+            Self::connect_params(settings, url),
+        ))
     }
 
     /// What the upgrade request names: the virtual hub, the `Host`, us.
@@ -376,7 +401,7 @@ impl<T: TapIo> Bridge<T> {
                 // drops counted when it is full) — once the form they take
                 // (with a virtio_net_hdr or not) is settled by a first
                 // handshake; until then they wait in the kernel's queue.
-                _ => !self.tap.vnet() || self.session.token().is_some(),
+                _ => !self.tap.vnet() || self.session.form_settled(),
             };
             let wake = tokio::select! {
                 biased;
@@ -515,13 +540,14 @@ impl<T: TapIo> Bridge<T> {
     }
 
     fn short_id(&self) -> String {
-        self.session
-            .token()
-            .map(|t| t.short())
-            .unwrap_or_else(|| "-".into())
+        self.session.short_id().unwrap_or_else(|| "-".into())
     }
 
-    fn on_event(&mut self, t: Instant, ev: Event) {
+    fn on_event(&mut self, t: Instant, ev: proto::ProtoEvent) {
+        let ev = match ev {
+            proto::ProtoEvent::Vhub(ev) => ev,
+            proto::ProtoEvent::SoftEther(ev) => return self.on_softether_event(t, ev),
+        };
         match ev {
             Event::Established {
                 resumed,
@@ -543,6 +569,23 @@ impl<T: TapIo> Bridge<T> {
                 reason,
                 by_peer,
             } => self.sup.handle_closed(t, code, &reason, by_peer),
+        }
+        self.apply(t);
+    }
+
+    /// What a SoftEther session reports; the supervisor decides, as for
+    /// `vhub/1`'s events.
+    fn on_softether_event(&mut self, t: Instant, ev: SeEvent) {
+        match ev {
+            SeEvent::Established { server, .. } => {
+                self.se_server = Some(server);
+                self.on_established(t, false, 0, 0);
+            }
+            SeEvent::HandshakeFailed(e) => self.sup.handle_softether_failed(t, &e),
+            SeEvent::Broken(e) => {
+                self.link_down(t, format!("the SoftEther server broke the framing: {e}"))
+            }
+            SeEvent::LinkDead(timeout) => self.sup.handle_keepalive_dead(t, timeout),
         }
         self.apply(t);
     }
@@ -598,6 +641,16 @@ impl<T: TapIo> Bridge<T> {
             ));
             self.shell.failed_over_from = Some(from);
             line
+        } else if self.session.is_softether() {
+            let new = if again { " (a new session)" } else { "" };
+            say(format!(
+                "connected to {} ({}): {tls}, SoftEther session {}{new} on {}; \
+                 no resume (a lost link means a new session), no offload{suppressed}",
+                self.hubs[self.hub],
+                self.relay_label(),
+                self.short_id(),
+                self.se_server.as_deref().unwrap_or("a SoftEther server")
+            ))
         } else {
             let new = if again { " (a new session)" } else { "" };
             let offload = match (self.tap.vnet(), self.session.offload()) {
@@ -656,7 +709,9 @@ impl<T: TapIo> Bridge<T> {
         }
         let line = say(format!(
             "closed: {why}{}",
-            if had_link {
+            if had_link && self.session.is_softether() {
+                "; the server was told (TLS close)"
+            } else if had_link {
                 "; the hub was told (CLOSE normal)"
             } else {
                 ""

@@ -1,10 +1,13 @@
 //! Bytes between the socket and the session: ciphertext read from the
 //! link goes through TLS into the session (whose frames go to the TAP),
 //! and what the session transmits goes through TLS to the socket — both
-//! with switch-core's `pump::Pump`, as the hub and the bench do.
+//! with switch-core's `pump::Pump`, as the hub and the bench do (a
+//! SoftEther session's output takes the same path by hand: `Pump::output`
+//! is typed for `vhub/1`'s `Session`).
 
 use std::time::Instant;
 
+use super::proto::Proto;
 use super::tap_path::{session_to_tap, ToTap};
 use super::{Bridge, HIGH_WATER, TRANSMIT_CHUNK};
 use crate::tap::TapIo;
@@ -98,10 +101,21 @@ impl<T: TapIo> Bridge<T> {
                 self.out.clear();
                 self.out_pos = 0;
             }
-            match self
-                .pump
-                .output(t, tls, &mut self.session, TRANSMIT_CHUNK, &mut self.out)
-            {
+            let moved = match &mut self.session {
+                Proto::Vhub(s) => self.pump.output(t, tls, s, TRANSMIT_CHUNK, &mut self.out),
+                Proto::SoftEther(s) => {
+                    self.plain_out.clear();
+                    let n = s.poll_transmit(t, &mut self.plain_out, TRANSMIT_CHUNK);
+                    let r = if n > 0 {
+                        tls.write_plaintext(&self.plain_out)
+                    } else {
+                        Ok(())
+                    };
+                    tls.take_ciphertext(&mut self.out);
+                    r.map(|()| n)
+                }
+            };
+            match moved {
                 Ok(0) => break,
                 Ok(_) => {}
                 Err(e) => {

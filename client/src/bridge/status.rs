@@ -6,6 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use switch_core::session::SessionStats;
 
+use super::proto::Carrier;
 use super::Bridge;
 use crate::status::Status;
 use crate::tap::TapIo;
@@ -56,7 +57,7 @@ impl<T: TapIo> Bridge<T> {
             relay: self.relay_label(),
             state: self.state_name.to_owned(),
             detail: self.detail.clone(),
-            session: self.session.token().map(|t| t.short()),
+            session: self.session.short_id(),
             tls: self.tls_info.as_ref().map(|i| i.to_string()),
             rtt_ms: self.session.rtt().map(|r| r.as_secs_f64() * 1000.0),
             started_at: unix_secs(self.started_at),

@@ -1,6 +1,7 @@
 //! Frames between the TAP and the session, in the form each side wants
 //! (with a `virtio_net_hdr` or plain). The two directions are plain
-//! functions over a [`TapIo`] and a [`Session`], so they are tested with
+//! functions over a [`TapIo`] and a [`Carrier`] (a `vhub/1` `Session` or
+//! the bridge's [`Proto`](super::proto::Proto)), so they are tested with
 //! the in-memory TAP of `crate::tap::fake` and no root.
 //!
 //! ARP suppression rides along: every frame the hub delivers is shown to
@@ -13,15 +14,16 @@ use std::io;
 use std::time::Instant;
 
 use switch_core::offload::{self, Form};
-use switch_core::session::{SendError, Session, SessionError, State};
+use switch_core::session::{SendError, State};
 
+use super::proto::Carrier;
 use super::{Bridge, Outcome, ShellStats, TAP_BATCH};
 use crate::lan::IcmpKeepalive;
 use crate::suppress::{Neighbours, Verdict};
 use crate::tap::{FrameBatch, TapIo};
 
 /// Queues a frame on the session; what it refuses is counted.
-fn queue_frame(session: &mut Session, shell: &mut ShellStats, frame: &[u8]) {
+fn queue_frame(session: &mut impl Carrier, shell: &mut ShellStats, frame: &[u8]) {
     match session.send_frame(frame) {
         // Full: counted by the session as a tail drop; Closed: counted
         // when the session is replaced.
@@ -43,10 +45,10 @@ pub(super) struct Suppress<'a> {
 /// not grant it) has its super frames cut here. With `suppress` (the
 /// link is down), neighbour requests the table can answer are answered
 /// to the TAP instead. Returns the frames read.
-pub(super) fn tap_to_session<T: TapIo>(
+pub(super) fn tap_to_session<T: TapIo, S: Carrier>(
     tap: &T,
     batch: &mut FrameBatch,
-    session: &mut Session,
+    session: &mut S,
     shell: &mut ShellStats,
     scratch: &mut Vec<u8>,
     mut suppress: Option<Suppress<'_>>,
@@ -58,7 +60,7 @@ pub(super) fn tap_to_session<T: TapIo>(
     }
     tracing::trace!(frames = batch.len(), "from the TAP");
     let (from, to) = (Form::of(tap.vnet()), Form::of(session.offload()));
-    let max = session.config().limits.max_frame as usize;
+    let max = session.max_frame();
     for frame in batch.iter() {
         if let Some(s) = &mut suppress {
             let eth = match from {
@@ -103,12 +105,12 @@ pub(super) struct ToTap<'a, T> {
 /// Feeds `input` (plaintext from the hub) to the session and writes every
 /// frame it delivers to the TAP, in the TAP's form. Returns the bytes the
 /// session used.
-pub(super) fn session_to_tap<T: TapIo>(
+pub(super) fn session_to_tap<T: TapIo, S: Carrier>(
     t: Instant,
-    session: &mut Session,
+    session: &mut S,
     input: &[u8],
     to: ToTap<'_, T>,
-) -> Result<usize, SessionError> {
+) -> Result<usize, S::Error> {
     let ToTap {
         tap,
         icmp,
@@ -243,7 +245,7 @@ impl<T: TapIo> Bridge<T> {
     /// the session's form.
     pub(super) fn send_own_frame(&mut self, frame: &[u8]) {
         let to = Form::of(self.session.offload());
-        let max = self.session.config().limits.max_frame as usize;
+        let max = self.session.max_frame();
         let (session, shell) = (&mut self.session, &mut self.shell);
         // Plain → plain or behind a plain header: never fails.
         let _ = offload::convert(frame, Form::Plain, to, max, &mut self.scratch, |f| {

@@ -16,6 +16,7 @@ fn config(max_retries: Option<u32>) -> Config {
         hubs: vec!["https://hub.example:443/DEFAULT".into()],
         max_retries,
         with_cert: false,
+        resumable: true,
         failback: None,
     }
 }
@@ -444,6 +445,7 @@ fn with_hubs(hubs: &[&str], failback: Option<Duration>, max_retries: Option<u32>
         hubs: hubs.iter().map(|h| (*h).to_owned()).collect(),
         max_retries,
         with_cert: false,
+        resumable: true,
         failback,
     };
     let mut s = Supervisor::new(config, backoff);
@@ -727,4 +729,58 @@ fn one_hub_behaves_as_before() {
     let (_, line) = wait_of(&actions(&mut s));
     assert!(!line.contains("hubs"), "{line}");
     assert!(line.ends_with("(attempt 2)"), "{line}");
+}
+
+/// A supervisor for one SoftEther server (no resume), first `Connect` taken.
+fn softether() -> Supervisor {
+    let mut config = config(None);
+    config.hubs = vec!["softether://se.example:443/TEST".into()];
+    config.resumable = false;
+    let backoff = Backoff::with_rng(Duration::from_secs(30), fastrand::Rng::with_seed(3));
+    let mut s = Supervisor::new(config, backoff);
+    assert!(matches!(s.poll_action(), Some(Action::Connect(_))));
+    s
+}
+
+#[test]
+fn softether_link_loss_is_a_new_session_at_once() {
+    let t = t0();
+    let mut s = softether();
+    establish(&mut s, t);
+    s.handle_link_down(t, "eof".into());
+    let a = actions(&mut s);
+    assert_eq!(a[0], Action::NewSession);
+    let Action::Report { line, .. } = &a[1] else {
+        panic!("{a:?}")
+    };
+    assert!(line.contains("SoftEther: no resume, new session"), "{line}");
+    assert!(matches!(a[2], Action::Connect(Attempt { number: 1, .. })));
+}
+
+#[test]
+fn softether_refusals_map_to_vnic_outcomes() {
+    use switch_core::softether::{ClientError, ErrorCode};
+    let t = t0();
+    for (code, exit) in [(ErrorCode::AuthFailed, 3), (ErrorCode::HubNotFound, 3)] {
+        let mut s = softether();
+        s.handle_connected(t);
+        s.handle_softether_failed(t, &ClientError::Refused(code));
+        let a = actions(&mut s);
+        assert_eq!(a[0], Action::DropLink);
+        let Action::GiveUp(o) = &a[1] else {
+            panic!("{a:?}")
+        };
+        assert_eq!(o.exit_code(), exit, "{o:?}");
+        assert!(s.is_done());
+    }
+    // Busy: tried again, no sooner than the real client would (60 s).
+    let mut s = softether();
+    s.handle_connected(t);
+    s.handle_softether_failed(t, &ClientError::Refused(ErrorCode::HubIsBusy));
+    let a = actions(&mut s);
+    let Action::Wait { until, .. } = a[1] else {
+        panic!("{a:?}")
+    };
+    assert!(until >= t + Duration::from_secs(60));
+    assert!(!s.is_done());
 }

@@ -1,13 +1,13 @@
 //! A local bridge on this shard: a fabric port (`PortKind::Bridge`) whose
-//! far end is a TAP device the hub made and enslaved to a Linux bridge
-//! (`crate::bridge`). It is switched like a session: frames read from the
-//! TAP go through `switch_frames` and `finish_round` as a session reader's
-//! chunk does; frames the fabric routes to it are queued by `deliver`
-//! (plain form, a bounded queue, tail drop counted) and written by its
-//! task. The fabric never routes a frame back to its ingress port, so a
+//! far end is a TAP device the hub made and enslaved to a Linux bridge, or
+//! a packet socket on an interface (`crate::bridge`). It is switched like
+//! a session: frames read from the device go through `switch_frames` and
+//! `finish_round` as a session reader's chunk does; frames the fabric
+//! routes to it are queued by `deliver` (offload form, a bounded queue,
+//! tail drop counted) and written by its task. The fabric never routes a frame back to its ingress port, so a
 //! frame from the host network never goes back out of the bridge.
 //!
-//! One task per bridge, on the shard's runtime: the TAP descriptor is
+//! One task per bridge, on the shard's runtime: the device's descriptor is
 //! non-blocking and waited on with tokio's `AsyncFd`, which both backends
 //! run (tokio-uring drives a tokio current-thread runtime). Readiness
 //! futures may be dropped at any time, so one `select!` serves reading,
@@ -55,7 +55,11 @@ const READ_BATCH: usize = 64;
 /// The read buffer of one round, and the room one frame needs in it: the
 /// largest frame taken from the host network (jumbo frames fit).
 const READ_BUFFER: usize = 512 * 1024;
-const FRAME_ROOM: usize = 16 * 1024;
+const FRAME_ROOM: usize = offload::MAX_VNET_FRAME as usize;
+/// The form of the device's frames, both modes: behind a `virtio_net_hdr`
+/// (`IFF_VNET_HDR` on the TAP, `PACKET_VNET_HDR` on the packet socket),
+/// so TCP super frames cross whole, as between offload sessions.
+const DEVICE_FORM: Form = Form::Vnet;
 /// How often the TAP's place on the Linux bridge is checked (and taken
 /// again after the bridge came back), and the retry of a failed start.
 const CHECK_EVERY: Duration = Duration::from_secs(2);
@@ -76,16 +80,16 @@ pub(super) struct BridgePort {
     /// Frames for the host network: `len: u32, frame` records, swapped
     /// out whole by the task.
     queue: Vec<u8>,
-    /// The form of the device's frames: plain (TAP) or behind a
-    /// `virtio_net_hdr` (packet socket).
+    /// The form of the device's frames ([`DEVICE_FORM`]; a field so the
+    /// tests can queue plain too).
     form: Form,
     max_frame: usize,
 }
 
 impl BridgePort {
     /// Queues `frame` (in form `from`) for the host network, in the
-    /// device's form (for a TAP an offload super frame is cut,
-    /// `offload::convert`). Dropped and
+    /// device's form (`offload::convert`: a plain frame gets a zero
+    /// header; an offload super frame crosses whole). Dropped and
     /// counted when the TAP is not on the bridge or the queue is full.
     /// True when something was queued.
     pub fn queue_frame(
@@ -153,14 +157,14 @@ impl<B: Backend> Shard<B> {
             }
             let entry = st.slots.vacant_entry();
             let slot = entry.key() as u32;
-            let info = PortInfo::bridge(self.id, slot, form_of(&status), status.settings.max_macs);
+            let info = PortInfo::bridge(self.id, slot, DEVICE_FORM, status.settings.max_macs);
             let port = self.sb.add_port(hub, info);
             entry.insert(Slot {
                 endpoint: Endpoint::Bridge(Box::new(BridgePort {
                     status: status.clone(),
                     io: io.clone(),
                     queue: Vec::new(),
-                    form: form_of(&status),
+                    form: DEVICE_FORM,
                     max_frame: self.ctx.settings.session.limits.max_frame as usize,
                 })),
                 hub,
@@ -281,10 +285,6 @@ impl<B: Backend> Shard<B> {
         ctl: &OwnedFd,
         bound: Option<libc::c_int>,
     ) -> Ended {
-        let (room, form) = match bound {
-            None => (FRAME_ROOM, Form::Plain),
-            Some(_) => (offload::MAX_VNET_FRAME as usize, Form::Vnet),
-        };
         let raw = fd.get_ref().as_raw_fd();
         let mut buf: Vec<u8> = Vec::with_capacity(READ_BUFFER);
         let mut spans: Vec<(u32, u32)> = Vec::new();
@@ -303,12 +303,12 @@ impl<B: Backend> Shard<B> {
                         Ok(g) => g,
                         Err(e) => return Ended::Failed(e),
                     };
-                    match read_round(raw, &mut buf, &mut spans, room) {
+                    match read_round(raw, &mut buf, &mut spans, FRAME_ROOM) {
                         Ok(true) => guard.clear_ready(),
                         Ok(false) => {}
                         Err(e) => return Ended::Failed(e),
                     }
-                    if !self.switch_round(slot, port, form, &buf, &spans, status) {
+                    if !self.switch_round(slot, port, DEVICE_FORM, &buf, &spans, status) {
                         return Ended::Stopped;
                     }
                 }
@@ -446,15 +446,6 @@ fn check_interface(ctl: &OwnedFd, status: &BridgeStatus, bound: libc::c_int) -> 
     Ok(())
 }
 
-/// The form of a bridge's frames: plain on a TAP, behind a
-/// `virtio_net_hdr` on a packet socket.
-fn form_of(status: &BridgeStatus) -> Form {
-    match status.settings.mode {
-        BridgeMode::Tap => Form::Plain,
-        BridgeMode::Packet => Form::Vnet,
-    }
-}
-
 /// The slot of hub `hub`'s bridge on this shard.
 fn bridge_slot<S>(st: &State_<S>, hub: usize) -> Option<u32> {
     st.slots
@@ -480,6 +471,9 @@ fn read_round(
             Ok(n) => spans.push((at as u32, n as u32)),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // A packet socket reports its interface going down once; the
+            // periodic check says so, the socket stays good.
+            Err(e) if e.raw_os_error() == Some(libc::ENETDOWN) => return Ok(true),
             Err(e) => return Err(e),
         }
     }
@@ -550,6 +544,88 @@ mod tests {
         );
         assert!(c.drop_queue_full > 0);
         assert_eq!(b.status.counters().2, c.drop_queue_full);
+    }
+
+    #[test]
+    fn a_plain_frame_gets_a_zero_header_for_the_device() {
+        let mut b = port(true);
+        b.form = DEVICE_FORM;
+        let (mut scratch, mut c) = (Vec::new(), Local::default());
+        let frame = [0x5a; 60];
+        assert!(b.queue_frame(&frame, Form::Plain, &mut scratch, &mut c));
+        let mut want = vec![0u8; offload::VNET_HDR_LEN];
+        want.extend_from_slice(&frame);
+        assert_eq!(frames(&b.queue), vec![&want[..]]);
+    }
+
+    /// A shard's state with hub 0's bridge in slot 0 and nothing else.
+    fn state_with_bridge(up: bool) -> State_<()> {
+        let mut b = port(up);
+        b.form = DEVICE_FORM;
+        let mut st = State_ {
+            slots: slab::Slab::new(),
+            local: switch_core::fabric::LocalPorts::new(1),
+            outbox: Vec::new(),
+            to_wake: Vec::new(),
+            dirty: Vec::new(),
+            spans: Vec::new(),
+            routes: Vec::new(),
+            scratch: Vec::new(),
+            buffered: 0,
+            buffer_budget: usize::MAX,
+            counters: Local::default(),
+            handshakes: 0,
+            next_conn_id: 0,
+            writers: 0,
+        };
+        let slot = st.slots.insert(Slot {
+            endpoint: Endpoint::Bridge(Box::new(b)),
+            hub: 0,
+            port: PortId::from_raw(0, 0),
+            token: SessionToken([0; 16]),
+            user: String::new(),
+            conn: None,
+            detached: false,
+            dirty: false,
+            peer: ([0, 0, 0, 0], 0).into(),
+            buffered: 0,
+        });
+        st.local.add(0, slot as u32);
+        st
+    }
+
+    fn queued(st: &State_<()>) -> Vec<Vec<u8>> {
+        match &st.slots[0].endpoint {
+            Endpoint::Bridge(b) => frames(&b.queue).into_iter().map(<[u8]>::to_vec).collect(),
+            Endpoint::Session(_) => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn deliver_and_flood_reach_a_bridge_endpoint_but_never_its_own_frames() {
+        use super::super::deliver::{deliver, flood_here};
+        let mut st = state_with_bridge(true);
+        let frame = [0x5a; 60];
+        let mut want = vec![0u8; offload::VNET_HDR_LEN];
+        want.extend_from_slice(&frame);
+        // Unicast to the bridge's slot: queued in the device's form, the
+        // slot marked dirty once (finish_round wakes its task).
+        deliver(&mut st, 0, &frame, Form::Plain);
+        assert_eq!(queued(&st), vec![want.clone()]);
+        assert!(st.slots[0].dirty);
+        assert_eq!(st.dirty, vec![0]);
+        // A flood from another port reaches it; dirty is not listed twice.
+        flood_here(&mut st, 0, None, &frame, Form::Plain);
+        assert_eq!(queued(&st).len(), 2);
+        assert_eq!(st.dirty, vec![0]);
+        // A flood that came in through the bridge never goes back out.
+        flood_here(&mut st, 0, Some(0), &frame, Form::Plain);
+        assert_eq!(queued(&st).len(), 2);
+        assert_eq!((st.counters.frames_out, st.counters.bytes_out), (2, 140));
+        // A bridge that is not attached takes nothing and wakes nobody.
+        let mut st = state_with_bridge(false);
+        deliver(&mut st, 0, &frame, Form::Plain);
+        assert!(queued(&st).is_empty() && st.dirty.is_empty());
     }
 
     #[test]

@@ -196,7 +196,13 @@ impl<B: Backend> Shard<B> {
 }
 
 /// Delivers a flood to this shard's ports of `hub`, but `except`.
-fn flood_here<S>(st: &mut State_<S>, hub: usize, except: Option<u32>, frame: &[u8], form: Form) {
+pub(super) fn flood_here<S>(
+    st: &mut State_<S>,
+    hub: usize,
+    except: Option<u32>,
+    frame: &[u8],
+    form: Form,
+) {
     // Taken out while delivering (which needs the state mutably; the list
     // does not change meanwhile): moves one Vec header, copies nothing.
     let local = std::mem::take(&mut st.local);
@@ -210,7 +216,7 @@ fn flood_here<S>(st: &mut State_<S>, hub: usize, except: Option<u32>, frame: &[u
 /// shard: a session (in its form, `offload::convert`, within the hub-wide
 /// buffer budget) or a local bridge (plain frames, its own bounded queue).
 /// Either way the slot is marked dirty, so `finish_round` wakes its writer.
-fn deliver<S>(st: &mut State_<S>, slot: u32, frame: &[u8], from: Form) {
+pub(super) fn deliver<S>(st: &mut State_<S>, slot: u32, frame: &[u8], from: Form) {
     let Some(s) = st.slots.get_mut(slot as usize) else {
         return;
     };

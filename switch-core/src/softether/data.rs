@@ -227,6 +227,15 @@ impl<'a> BatchWriter<'a> {
         }
     }
 
+    /// Reopens the batch a writer started at `start` in `out` (and which
+    /// is still the last thing in it) to append more frames: a sender
+    /// that queues frames one at a time keeps them in one batch until it
+    /// transmits. `None` if no batch count is at `start`.
+    pub fn reopen(out: &'a mut Vec<u8>, start: usize) -> Option<Self> {
+        let count = read_u32(out, start).filter(|&c| c != KEEPALIVE_MAGIC)?;
+        Some(Self { out, start, count })
+    }
+
     /// Appends a frame (at most [`MAX_FRAME`] bytes).
     pub fn push(&mut self, frame: &[u8]) -> Result<(), EncodeError> {
         if frame.len() > MAX_FRAME as usize {
@@ -441,6 +450,24 @@ mod tests {
             assert!(matches!(item, Item::KeepAlive(x) if x.len() < 512));
             assert_eq!(used, out.len());
         }
+    }
+
+    #[test]
+    fn a_reopened_batch_keeps_growing() {
+        let mut out = Vec::new();
+        let mut w = BatchWriter::new(&mut out);
+        w.push(&arp()).unwrap();
+        let mut w = BatchWriter::reopen(&mut out, 0).unwrap();
+        assert_eq!(w.count(), 1);
+        w.push(&arp()[..20]).unwrap();
+        let mut d = Decoder::default();
+        assert_eq!(d.decode(&out), Ok(Some((Item::Frame(&arp()), 50))));
+        assert_eq!(
+            d.decode(&out[50..]),
+            Ok(Some((Item::Frame(&arp()[..20]), 24)))
+        );
+        encode_keepalive(&mut out, &[]).unwrap();
+        assert!(BatchWriter::reopen(&mut out, 74).is_none());
     }
 
     #[derive(Clone, Debug)]
