@@ -11,7 +11,7 @@ use crate::units::parse_duration;
 
 /// vnic — a virtual LAN card: a TAP device joined to a vhub virtual hub over HTTPS.
 #[derive(Parser, Debug)]
-#[command(name = "vnic", version, about, long_about = None, args_override_self = true)]
+#[command(name = "vnic", version, long_about = None, args_override_self = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 /// vhub — a virtual Ethernet hub that virtual LAN cards (vnic) join over HTTPS.
 #[derive(Parser, Debug)]
-#[command(name = "vhub", version, about, long_about = None)]
+#[command(name = "vhub", version, long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
