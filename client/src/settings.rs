@@ -277,7 +277,8 @@ impl Settings {
         let max_retries = m.max_retries();
         let icmp = m.icmp();
         let status_file = m.status_file(&tap, &env, uid);
-        let softether = m.softether(&urls, client_cert.is_some());
+        let has_user = args.user.is_some() || credentials.is_some();
+        let softether = m.softether(&urls, client_cert.is_some(), has_user);
         // virtio_net_hdr offload is vhub/1's: a SoftEther server takes
         // plain frames of at most 1514 bytes.
         let offload = !softether && !args.no_offload && m.file.offload.unwrap_or(true);
@@ -363,9 +364,10 @@ impl Merge<'_> {
     }
 
     /// Whether the hubs are SoftEther servers (`softether://`): all or
-    /// none, since a vhub session cannot fail over to a SoftEther one; no
-    /// client certificate (SoftEther's certificate login is not done).
-    fn softether(&mut self, urls: &[HubUrl], has_cert: bool) -> bool {
+    /// none, since a vhub session cannot fail over to a SoftEther one; a
+    /// password login (SoftEther's certificate and anonymous logins are
+    /// not done).
+    fn softether(&mut self, urls: &[HubUrl], has_cert: bool, has_user: bool) -> bool {
         let se = urls
             .iter()
             .filter(|u| u.dialect == Dialect::SoftEther)
@@ -381,6 +383,13 @@ impl Merge<'_> {
             self.problem(
                 "--cert: certificate login to a SoftEther server is not supported yet \
                  (use --user and --password-file)"
+                    .into(),
+            );
+        }
+        if se > 0 && !has_cert && !has_user {
+            self.problem(
+                "a SoftEther server needs --user and --password-file (anonymous login \
+                 is not supported yet)"
                     .into(),
             );
         }
@@ -808,13 +817,13 @@ icmp_keepalive = "10.77.0.1"
 
     #[test]
     fn softether_hubs_take_plain_frames_and_no_mixing() {
-        let s = Settings::resolve_with(
-            &args("softether://10.0.0.1:5555/TEST"),
-            FileConfig::default(),
-            no_env,
-            0,
-        )
-        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "secret\n").unwrap();
+        let mut a = args("softether://10.0.0.1:5555/TEST");
+        a.user = Some("u".into());
+        a.password_file = Some(pw);
+        let s = Settings::resolve_with(&a, FileConfig::default(), no_env, 0).unwrap();
         assert_eq!(s.url.dialect, Dialect::SoftEther);
         assert!(!s.offload, "offload is vhub/1's");
         let a = ConnectArgs {
@@ -825,6 +834,11 @@ icmp_keepalive = "10.77.0.1"
             .unwrap_err()
             .join("\n");
         assert!(all.contains("cannot be mixed"), "{all}");
+        let all =
+            Settings::resolve_with(&args("softether://h/A"), FileConfig::default(), no_env, 0)
+                .unwrap_err()
+                .join("\n");
+        assert!(all.contains("needs --user"), "{all}");
     }
 
     #[test]

@@ -362,6 +362,38 @@ fn bridged_lan(name: &str, mode: Mode) {
     );
     assert_eq!(port_of(&client_mac).as_deref(), Some(id.as_str()), "{macs}");
 
+    // `vhub ctl capture` sees the bridge as a port of its own: a ping's
+    // request enters from the session, its reply from `bridge:<iface>`.
+    let pcap = d.join("bridge.pcapng");
+    let mut capture = std::process::Command::new(vhub_bin())
+        .args(["ctl", "--socket"])
+        .arg(d.join("admin.sock"))
+        .args(["capture", "lab", "--count", "2", "--filter", "icmp"])
+        .stdout(std::fs::File::create(&pcap).unwrap())
+        .spawn()
+        .unwrap();
+    // Until the capture runs (its first frames would be lost otherwise).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::fs::metadata(&pcap).map_or(0, |m| m.len()) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "capture wrote no header"
+        );
+        cli.exec(&["ping", "-c", "1", "-W", "1", "10.50.0.1"]);
+    }
+    cli.exec_ok(&["ping", "-c", "1", "10.50.0.1"]);
+    let status = capture.wait().unwrap();
+    assert!(status.success(), "vhub ctl capture: {status}");
+    let shown = run_any(&["tcpdump", "-r", pcap.to_str().unwrap(), "-n"]);
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(text.contains("10.50.0.1: ICMP echo request"), "{text}");
+    assert!(text.contains("10.50.0.2: ICMP echo reply"), "{text}");
+    let raw = std::fs::read(&pcap).unwrap();
+    assert!(
+        raw.windows(behind.len()).any(|w| w == behind.as_bytes()),
+        "no pcapng interface named {behind}"
+    );
+
     // iperf3 both ways (printed, never asserted on speed).
     let up = iperf3(&srv, &cli, d, false);
     let down = iperf3(&srv, &cli, d, true);

@@ -76,13 +76,23 @@ impl Daemon {
         Daemon { proc }
     }
 
-    /// The PIDs the daemon forked (its watchdog's child).
+    /// The PIDs the daemon forked (its watchdog's child): the processes
+    /// whose parent is the daemon's PID (field 4 of /proc/PID/stat).
     fn children(&self) -> Vec<i32> {
         let pid = self.proc.pid();
-        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-            .unwrap_or_default()
-            .split_whitespace()
-            .filter_map(|p| p.parse().ok())
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        dir.flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|p| {
+                let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+                // "PID (comm) STATE PPID …": comm may hold spaces, so
+                // read after its closing parenthesis.
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok())
+                    == Some(pid)
+            })
             .collect()
     }
 }

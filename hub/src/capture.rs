@@ -41,7 +41,7 @@ use pcap_file::pcapng::blocks::interface_description::{
 };
 use pcap_file::pcapng::PcapNgWriter;
 use pcap_file::DataLink;
-use switch_core::fabric::PortId;
+use switch_core::fabric::{PortId, PortKind};
 use switch_core::offload::Form;
 
 use crate::switchboard::{Switchboard, VirtualHub};
@@ -420,7 +420,8 @@ impl Running<'_> {
 }
 
 /// A pcapng interface name and description for a port: the session id
-/// (as `vhub ctl sessions` shows it) and its user and kind.
+/// (as `vhub ctl sessions` shows it) and its user and kind, or
+/// `bridge:<interface>` for a local bridge (as `vhub ctl macs` names it).
 fn port_name(sb: &Switchboard, hub: &VirtualHub, port: PortId) -> (String, String) {
     let info = hub.fabric.lock().port(port);
     let Some(info) = info else {
@@ -436,6 +437,18 @@ fn port_name(sb: &Switchboard, hub: &VirtualHub, port: PortId) -> (String, Strin
         .find(|(_, e)| (e.shard, e.slot) == (info.loc.shard, info.loc.slot))
         .map(|(t, e)| (t.short(), e.user.clone()));
     let kind = info.kind.as_str();
+    if info.kind == PortKind::Bridge {
+        let iface = hub
+            .bridge
+            .lock()
+            .as_ref()
+            .map(|b| b.settings.interface.clone());
+        let iface = iface.unwrap_or_else(|| "?".into());
+        return (
+            format!("bridge:{iface}"),
+            format!("local bridge of {} to {iface}", hub.name()),
+        );
+    }
     match entry {
         Some((id, user)) if user.is_empty() => {
             (id, format!("{kind} session (anonymous) on {}", hub.name()))
