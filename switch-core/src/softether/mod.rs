@@ -63,6 +63,20 @@ pub mod server;
 pub mod sha0;
 pub mod watermark;
 
+/// Moves the bytes a handshake queued (`queued`) to the caller's `out`
+/// (swapping buffers when `out` is empty); returns how many. The
+/// `poll_transmit` of both handshake roles.
+fn drain_into(queued: &mut Vec<u8>, out: &mut Vec<u8>) -> usize {
+    let n = queued.len();
+    if out.is_empty() {
+        std::mem::swap(out, queued);
+    } else {
+        out.extend_from_slice(queued);
+        queued.clear();
+    }
+    n
+}
+
 #[cfg(test)]
 mod tests;
 

@@ -218,14 +218,7 @@ impl ServerHandshake {
 
     /// Appends the bytes to send to `out`; returns how many.
     pub fn poll_transmit(&mut self, out: &mut Vec<u8>) -> usize {
-        let n = self.out.len();
-        if out.is_empty() {
-            std::mem::swap(out, &mut self.out);
-        } else {
-            out.extend_from_slice(&self.out);
-            self.out.clear();
-        }
-        n
+        super::drain_into(&mut self.out, out)
     }
 
     /// Whether [`ServerHandshake::poll_transmit`] has bytes.
