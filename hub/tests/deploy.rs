@@ -1,7 +1,9 @@
 //! The deployment files under `deploy/` are checked by the tools that will
 //! read them: `systemd-analyze verify` for the units, `promtool` for the
 //! Prometheus config and rules, and the Grafana dashboard against the
-//! metrics a running hub really exports.
+//! metrics a running hub really exports; the scale-out examples by FRR's
+//! `vtysh --dryrun`, `ip -batch`/`bridge -batch` in a throw-away network
+//! namespace, and vhub's config validator.
 
 mod common;
 
@@ -168,4 +170,167 @@ fn every_metric_in_the_dashboard_and_the_alerts_exists() {
         missing.is_empty(),
         "named in deploy/ but not exported by the hub: {missing:?}\nexported: {exported:?}"
     );
+}
+
+// ---------------------------------------------------------------------------
+// deploy/scale-out (docs/SCALE-OUT.md): each file checked by what reads it.
+
+fn scale_out(file: &str) -> PathBuf {
+    deploy().join("scale-out").join(file)
+}
+
+#[test]
+fn scale_out_frr_config_passes_vtysh_dryrun() {
+    assert!(have("vtysh"), "vtysh missing: apt-get install frr");
+    let dryrun = |path: &Path| {
+        Command::new("vtysh")
+            .arg("--dryrun")
+            .arg("-f")
+            .arg(path)
+            .output()
+            .expect("vtysh runs")
+    };
+    let out = dryrun(&scale_out("frr.conf"));
+    assert!(
+        out.status.success(),
+        "vtysh --dryrun -f deploy/scale-out/frr.conf: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The check must be able to fail: a misspelt command is refused.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("frr.conf");
+    let text = std::fs::read_to_string(scale_out("frr.conf")).unwrap();
+    assert!(text.contains("advertise-all-vni"), "{text}");
+    std::fs::write(
+        &bad,
+        text.replace("advertise-all-vni", "advertise-all-vnis"),
+    )
+    .unwrap();
+    assert!(
+        !dryrun(&bad).status.success(),
+        "vtysh --dryrun accepted a misspelt command: its silence means nothing"
+    );
+}
+
+#[test]
+fn scale_out_vhub_config_is_valid() {
+    let text = std::fs::read_to_string(scale_out("vhub.toml")).unwrap();
+    let c = hub::config::Config::from_toml_named(&text, "deploy/scale-out/vhub.toml")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let bridge = c.hub[0].bridge.as_ref().expect("hub DEFAULT is bridged");
+    assert_eq!(bridge.interface, "br100", "the bridge of vxlan100.ip");
+}
+
+/// `ip -n NS ARGS…`; its output whatever the status.
+fn ip_in(ns: &str, args: &[&str]) -> std::process::Output {
+    Command::new("ip")
+        .args(["-n", ns])
+        .args(args)
+        .output()
+        .expect("ip runs")
+}
+
+/// A throw-away namespace with an underlay `eth0` (10.99.0.1/24, MTU
+/// `mtu`), deleted when dropped.
+struct Scratch(String);
+
+impl Scratch {
+    fn new(name: &str, mtu: &str) -> Scratch {
+        let _ = Command::new("ip").args(["netns", "del", name]).output();
+        let s = Scratch(name.to_owned());
+        for args in [
+            &["netns", "add", name][..],
+            &[
+                "-n", name, "link", "add", "eth0", "mtu", mtu, "type", "veth", "peer", "name",
+                "eth0p",
+            ],
+            &["-n", name, "addr", "add", "10.99.0.1/24", "dev", "eth0"],
+            &["-n", name, "link", "set", "eth0", "up"],
+        ] {
+            let out = Command::new("ip").args(args).output().unwrap();
+            assert!(out.status.success(), "ip {args:?}: {out:?}");
+        }
+        s
+    }
+
+    /// Runs `tool -batch FILE` (ip or bridge) inside the namespace.
+    fn batch(&self, tool: &str, file: &Path) -> std::process::Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.0, tool, "-batch"])
+            .arg(file)
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
+    }
+}
+
+#[test]
+fn scale_out_network_batches_run_in_a_throwaway_namespace() {
+    let name = "scale_out_network_batches_run_in_a_throwaway_namespace";
+    if !test_support::require_root(name, "creates a network namespace to run the ip batches in") {
+        return;
+    }
+    let ok = |o: &std::process::Output, what: &str| {
+        assert!(
+            o.status.success(),
+            "{what}: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    // EVPN: vxlan100 without learning, on br100, with room for 1500 bytes.
+    let ns = Scratch::new("vh-deploy-so-e", "1550");
+    ok(
+        &ns.batch("ip", &scale_out("vxlan100.ip")),
+        "ip -batch vxlan100.ip",
+    );
+    let link = ip_in(&ns.0, &["-d", "link", "show", "vxlan100"]);
+    let text = String::from_utf8_lossy(&link.stdout);
+    for want in [
+        "mtu 1500",
+        "master br100",
+        "vxlan id 100 local 10.99.0.1 dev eth0",
+        "dstport 4789 nolearning",
+        "learning off",
+    ] {
+        assert!(text.contains(want), "no {want:?} in:\n{text}");
+    }
+    drop(ns);
+    // On a 1500-byte underlay the batch fails instead of making a segment
+    // that drops full-size frames.
+    let ns = Scratch::new("vh-deploy-so-m", "1500");
+    assert!(
+        !ns.batch("ip", &scale_out("vxlan100.ip")).status.success(),
+        "vxlan100.ip ran on an underlay without room for VXLAN's 50 bytes"
+    );
+    drop(ns);
+    // Static: a learning vxlan100 and the flood list to the two peers.
+    let ns = Scratch::new("vh-deploy-so-s", "1550");
+    ok(
+        &ns.batch("ip", &scale_out("vxlan100-static.ip")),
+        "ip -batch vxlan100-static.ip",
+    );
+    ok(
+        &ns.batch("bridge", &scale_out("flood-list.bridge")),
+        "bridge -batch flood-list.bridge",
+    );
+    let fdb = Command::new("ip")
+        .args([
+            "netns", "exec", &ns.0, "bridge", "fdb", "show", "dev", "vxlan100",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&fdb.stdout);
+    for peer in ["10.99.0.2", "10.99.0.3"] {
+        assert!(
+            text.contains(&format!("00:00:00:00:00:00 dst {peer} self permanent")),
+            "no flood entry to {peer}:\n{text}"
+        );
+    }
 }

@@ -12,13 +12,15 @@
 //! probe and Service ports exist on the container and are the ports vhub
 //! listens on, the ConfigMap passes vhub's own config validator, the paths
 //! it names are on mounted volumes, and the pod runs without root or
-//! capabilities.
+//! capabilities. `deploy/k8s/scale-out/` (a DaemonSet of per-node hubs on
+//! the host network, docs/SCALE-OUT.md) is checked the same way, with its
+//! own rules (host network, NET_ADMIN, the TUN device).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use hub::config::Config;
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Container, PodSpec, Secret, Service};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::de::DeserializeOwned;
@@ -46,6 +48,7 @@ fn typed<T: DeserializeOwned>(doc: &serde_yaml::Value, what: &str) -> Result<T, 
 #[derive(Default)]
 struct Manifests {
     deployments: Vec<Deployment>,
+    daemon_sets: Vec<DaemonSet>,
     services: Vec<Service>,
     config_maps: Vec<ConfigMap>,
     secrets: Vec<Secret>,
@@ -74,6 +77,7 @@ fn parse_into(m: &mut Manifests, file: &str, text: &str) -> Result<(), String> {
         let what = format!("{file} document {} ({kind})", i + 1);
         match kind.as_str() {
             "Deployment" => m.deployments.push(typed(&doc, &what)?),
+            "DaemonSet" => m.daemon_sets.push(typed(&doc, &what)?),
             "Service" => m.services.push(typed(&doc, &what)?),
             "ConfigMap" => m.config_maps.push(typed(&doc, &what)?),
             "Secret" => m.secrets.push(typed(&doc, &what)?),
@@ -93,14 +97,24 @@ fn parse_into(m: &mut Manifests, file: &str, text: &str) -> Result<(), String> {
 }
 
 fn load() -> (Manifests, Vec<String>) {
+    load_from(&k8s_dir())
+}
+
+/// Every manifest of `dir` (not of its subdirectories: each is a
+/// kustomization of its own, e.g. `scale-out/`).
+fn load_from(dir: &Path) -> (Manifests, Vec<String>) {
     let mut m = Manifests::default();
     let mut files = Vec::new();
-    for e in std::fs::read_dir(k8s_dir()).unwrap() {
+    for e in std::fs::read_dir(dir).unwrap() {
         let path = e.unwrap().path();
+        if path.is_dir() {
+            continue;
+        }
         let name = path.file_name().unwrap().to_str().unwrap().to_owned();
         assert!(
             name.ends_with(".yaml"),
-            "unexpected file {name} in deploy/k8s"
+            "unexpected file {name} in {}",
+            dir.display()
         );
         parse_into(&mut m, &name, &std::fs::read_to_string(&path).unwrap())
             .unwrap_or_else(|e| panic!("{e}"));
@@ -413,5 +427,143 @@ fn manifests_match_the_kubernetes_schema_and_each_other() {
         ports.iter().map(|p| p.port).collect::<Vec<_>>(),
         [443],
         "the public Service is the HTTPS front only (metrics are plain HTTP)"
+    );
+}
+
+/// `deploy/k8s/scale-out/` (docs/SCALE-OUT.md): a DaemonSet of per-node
+/// hubs on the host network, each bridged into the node's VXLAN segment.
+/// Checked as the Deployment is, with what differs on purpose: host
+/// networking, NET_ADMIN as the one added capability (root, as a
+/// capability takes effect only for root), the TUN device from the host.
+#[test]
+fn the_scale_out_daemonset_matches_the_schema_and_its_config() {
+    let (m, files) = load_from(&k8s_dir().join("scale-out"));
+    let listed: BTreeSet<&str> = m.kustomization.iter().map(String::as_str).collect();
+    let present: BTreeSet<&str> = files
+        .iter()
+        .map(String::as_str)
+        .filter(|f| *f != "kustomization.yaml")
+        .collect();
+    assert_eq!(listed, present, "scale-out/kustomization.yaml resources");
+    assert!(m.deployments.is_empty() && m.services.is_empty());
+    let [ds] = m.daemon_sets.as_slice() else {
+        panic!("one DaemonSet expected");
+    };
+    let spec = ds.spec.as_ref().unwrap();
+    let labels = spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|md| md.labels.clone())
+        .unwrap_or_default();
+    let sel = spec.selector.match_labels.clone().unwrap_or_default();
+    assert!(
+        !sel.is_empty() && sel.iter().all(|(k, v)| labels.get(k) == Some(v)),
+        "the DaemonSet's selector does not match its pod labels"
+    );
+    let pod: &PodSpec = spec.template.spec.as_ref().unwrap();
+    assert_eq!(
+        pod.host_network,
+        Some(true),
+        "the hub's TAP joins a bridge of the node's network"
+    );
+    assert_eq!(pod.dns_policy.as_deref(), Some("ClusterFirstWithHostNet"));
+    let vhub = pod
+        .containers
+        .iter()
+        .find(|c| c.name == "vhub")
+        .expect("a container named vhub");
+    for c in pod
+        .containers
+        .iter()
+        .chain(pod.init_containers.iter().flatten())
+    {
+        let sc = c.security_context.as_ref().unwrap();
+        assert_eq!(sc.allow_privilege_escalation, Some(false), "{}", c.name);
+        assert_eq!(sc.read_only_root_filesystem, Some(true), "{}", c.name);
+        assert_ne!(sc.privileged, Some(true), "{}", c.name);
+        let caps = sc.capabilities.as_ref().unwrap();
+        assert!(caps.drop.as_ref().unwrap().iter().any(|d| d == "ALL"));
+        let add: Vec<&str> = caps.add.iter().flatten().map(String::as_str).collect();
+        let want: &[&str] = if c.name == "vhub" {
+            &["NET_ADMIN"]
+        } else {
+            &[]
+        };
+        assert_eq!(add, want, "{}: added capabilities", c.name);
+    }
+    // /dev/net/tun from the host, as a character device.
+    let volumes = pod.volumes.as_deref().unwrap_or_default();
+    let mounts = vhub.volume_mounts.as_deref().unwrap_or_default();
+    let tun = mounts
+        .iter()
+        .find(|mnt| mnt.mount_path == "/dev/net/tun")
+        .expect("/dev/net/tun mounted");
+    let host = volumes
+        .iter()
+        .find(|v| v.name == tun.name)
+        .and_then(|v| v.host_path.as_ref())
+        .expect("/dev/net/tun from a hostPath");
+    assert_eq!(
+        (host.path.as_str(), host.type_.as_deref()),
+        ("/dev/net/tun", Some("CharDevice"))
+    );
+    // Every volume mounted exists; ConfigMaps are in this kustomization.
+    for mnt in mounts {
+        assert!(
+            volumes.iter().any(|v| v.name == mnt.name),
+            "no volume {}",
+            mnt.name
+        );
+    }
+    // The config: vhub's validator, a bridged hub, ports and paths.
+    let args = vhub.args.as_deref().unwrap();
+    let config_path = Path::new(&args[args.iter().position(|a| a == "--config").unwrap() + 1]);
+    let mount = mounts
+        .iter()
+        .filter(|mnt| config_path.starts_with(&mnt.mount_path))
+        .max_by_key(|mnt| mnt.mount_path.len())
+        .expect("--config is mounted");
+    let cm_name = volumes
+        .iter()
+        .find(|v| v.name == mount.name)
+        .and_then(|v| v.config_map.as_ref())
+        .map(|c| c.name.clone())
+        .expect("--config is on a ConfigMap volume");
+    let cm = m
+        .config_maps
+        .iter()
+        .find(|c| c.metadata.name.as_deref() == Some(cm_name.as_str()))
+        .unwrap_or_else(|| panic!("ConfigMap {cm_name} is not in deploy/k8s/scale-out"));
+    let key = config_path.file_name().unwrap().to_str().unwrap();
+    let config = Config::from_toml_named(
+        &cm.data.as_ref().unwrap()[key],
+        "scale-out/configmap.yaml vhub.toml",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        config.hub.iter().any(|h| h.bridge.is_some()),
+        "no virtual hub is bridged to the node's VXLAN segment"
+    );
+    let port = |name: &str| resolve_port(vhub, &IntOrString::String(name.into()));
+    assert_eq!(port("https"), Some(i32::from(config.listen.port())));
+    let metrics = config.metrics_listen.expect("metrics on");
+    assert_eq!(port("metrics"), Some(i32::from(metrics.port())));
+    for probe in [&vhub.readiness_probe, &vhub.liveness_probe] {
+        let get = probe.as_ref().and_then(|p| p.http_get.as_ref()).unwrap();
+        assert_eq!(resolve_port(vhub, &get.port), port("https"));
+    }
+    assert!(
+        is_under(&config.effective_cert_dir(), vhub),
+        "cert_dir not mounted"
+    );
+    let admin = config.effective_admin_socket().expect("admin API on");
+    assert!(
+        is_under(admin.parent().unwrap(), vhub),
+        "admin socket dir not mounted"
+    );
+    assert!(
+        is_under(&config.effective_users_file(), vhub),
+        "users_file not mounted"
     );
 }
