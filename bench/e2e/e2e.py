@@ -5,19 +5,52 @@ TAP addresses — and, in the same run, the bare routed veth path between the
 same namespaces (no VPN) as the baseline.
 
     sudo bench/e2e/e2e.py [--seconds 5] [--json FILE] [--no-build] [--io-backend auto] [--bridge]
+                          [--two-node] [--prefix e2e]
 
 With --bridge, two more paths: vnic a to namespace b as a host on a LAN
 that the hub is bridged to ([[hub]] bridge), through a TAP device on a
 Linux bridge (mode tap) and through a packet socket (mode packet).
 
+With --two-node, one more path: vnic a on hub node 1 to vnic b on hub node
+2 (docs/SCALE-OUT.md with the static flood list): each node a namespace
+(e2e-n1, e2e-n2) with its own vhub whose DEFAULT is bridged (bridge =
+"br100") to a Linux bridge br100 whose other port is vxlan100 (VNI 100,
+dstport 4789), the two nodes joined by an underlay veth pair (10.99.0.1-2,
+MTU 1550 so that 1500-byte frames fit), a and b on access links of their
+own node (10.98.1.0/24, 10.98.2.0/24). No BGP: each node floods to the
+other (bridge fdb append 00:00:00:00:00:00 ... dst PEER) and vxlan100
+learns.
+
 Builds release binaries (unless --no-build), creates namespaces e2e-h, e2e-a,
 e2e-b, runs everything, prints a table (and JSON), and removes what it made.
-Only the processes it started are stopped.
+Only the processes it started are stopped. --prefix renames the namespaces
+and the interfaces made in the root namespace (PREFIX-h, PREFIX-ha, ...), so
+that a run cannot collide with another one on the same machine (e.g. the CI
+smoke test's, which uses the default).
 """
 import argparse, json, os, re, signal, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-NS = {"h": "e2e-h", "a": "e2e-a", "b": "e2e-b"}
+PREFIX = "e2e"
+NS = {}
+# The namespaces of every path (h, a, b) and of --two-node (n1, n2).
+BASE = ("h", "a", "b")
+NODES = ("n1", "n2")
+
+
+def set_prefix(prefix):
+    global PREFIX
+    PREFIX = prefix
+    NS.clear()
+    NS.update({k: f"{prefix}-{k}" for k in BASE + NODES})
+
+
+def dev(suffix):
+    """An interface name made in the root namespace (or e2e-h's bridge)."""
+    return f"{PREFIX}-{suffix}"
+
+
+set_prefix(PREFIX)
 PORT = 8443
 procs = []
 
@@ -54,11 +87,11 @@ def cleanup():
 
 def setup_net():
     cleanup()
-    for ns in NS.values():
-        sh(["ip", "netns", "add", ns])
-        sh(["ip", "link", "set", "lo", "up"], ns=ns)
+    for k in BASE:
+        sh(["ip", "netns", "add", NS[k]])
+        sh(["ip", "link", "set", "lo", "up"], ns=NS[k])
     for side, net in (("a", 1), ("b", 2)):
-        hv, cv = f"e2e-h{side}", f"e2e-{side}h"
+        hv, cv = dev(f"h{side}"), dev(f"{side}h")
         sh(["ip", "link", "add", hv, "type", "veth", "peer", "name", cv])
         sh(["ip", "link", "set", hv, "netns", NS["h"]])
         sh(["ip", "link", "set", cv, "netns", NS[side]])
@@ -76,17 +109,104 @@ def setup_lans():
     """Namespace b as a host on two LANs of the hub's namespace: 10.78.0.2
     behind the Linux bridge e2e-br (hub LANTAP's TAP joins it), 10.79.0.2
     behind e2e-hp (hub LANPKT's packet socket)."""
-    sh(["ip", "link", "add", "e2e-br", "type", "bridge"], ns=NS["h"])
-    sh(["ip", "link", "set", "e2e-br", "type", "bridge", "stp_state", "0", "forward_delay", "0"], ns=NS["h"])
-    sh(["ip", "link", "set", "e2e-br", "up"], ns=NS["h"])
-    for hv, bv, net in (("e2e-hl", "e2e-bl", 78), ("e2e-hp", "e2e-bp", 79)):
+    br = dev("br")
+    sh(["ip", "link", "add", br, "type", "bridge"], ns=NS["h"])
+    sh(["ip", "link", "set", br, "type", "bridge", "stp_state", "0", "forward_delay", "0"], ns=NS["h"])
+    sh(["ip", "link", "set", br, "up"], ns=NS["h"])
+    for hv, bv, net in ((dev("hl"), dev("bl"), 78), (dev("hp"), dev("bp"), 79)):
         sh(["ip", "link", "add", hv, "type", "veth", "peer", "name", bv])
         sh(["ip", "link", "set", hv, "netns", NS["h"]])
         sh(["ip", "link", "set", bv, "netns", NS["b"]])
         sh(["ip", "link", "set", hv, "up"], ns=NS["h"])
         sh(["ip", "addr", "add", f"10.{net}.0.2/24", "dev", bv], ns=NS["b"])
         sh(["ip", "link", "set", bv, "up"], ns=NS["b"])
-    sh(["ip", "link", "set", "e2e-hl", "master", "e2e-br"], ns=NS["h"])
+    sh(["ip", "link", "set", dev("hl"), "master", br], ns=NS["h"])
+
+
+def setup_two_nodes():
+    """Two hub nodes (namespaces n1, n2) sharing virtual hub DEFAULT over a
+    VXLAN segment with a static flood list (docs/SCALE-OUT.md,
+    deploy/scale-out/vxlan100-static.ip and flood-list.bridge; the same
+    as client/tests/scale_out.rs without BGP). Every link is made inside
+    the namespaces, none in the root namespace. Client a reaches node 1
+    at 10.98.1.1, client b node 2 at 10.98.2.1."""
+    for k in NODES:
+        sh(["ip", "netns", "add", NS[k]])
+        sh(["ip", "link", "set", "lo", "up"], ns=NS[k])
+    # Underlay: one veth pair between the nodes. 1550: room for VXLAN's 50
+    # bytes around a 1500-byte frame.
+    sh(["ip", "-n", NS["n1"], "link", "add", "ul", "mtu", "1550", "type", "veth",
+        "peer", "name", "ul", "mtu", "1550", "netns", NS["n2"]])
+    for n in (1, 2):
+        ns, peer = NS[f"n{n}"], 3 - n
+        sh(["ip", "addr", "add", f"10.99.0.{n}/24", "dev", "ul"], ns=ns)
+        sh(["ip", "link", "set", "ul", "up"], ns=ns)
+        # The segment: vxlan100 learns remote MACs from what it decaps.
+        sh(["ip", "link", "add", "vxlan100", "type", "vxlan", "id", "100", "local", f"10.99.0.{n}",
+            "dstport", "4789", "dev", "ul", "learning"], ns=ns)
+        # Fails (rather than being cut to 1450) if the underlay has no room.
+        sh(["ip", "link", "set", "vxlan100", "mtu", "1500"], ns=ns)
+        sh(["ip", "link", "add", "br100", "type", "bridge", "stp_state", "0", "forward_delay", "0"], ns=ns)
+        sh(["ip", "link", "set", "vxlan100", "master", "br100"], ns=ns)
+        sh(["ip", "link", "set", "vxlan100", "up"], ns=ns)
+        sh(["ip", "link", "set", "br100", "up"], ns=ns)
+        # Head-end replication to the other node.
+        sh(["bridge", "fdb", "append", "00:00:00:00:00:00", "dev", "vxlan100", "dst", f"10.99.0.{peer}"], ns=ns)
+    # Access links: a to node 1, b to node 2.
+    for side, n in (("a", 1), ("b", 2)):
+        node = NS[f"n{n}"]
+        sh(["ip", "-n", NS[side], "link", "add", "to-node", "type", "veth", "peer", "name", "to-client",
+            "netns", node])
+        sh(["ip", "addr", "add", f"10.98.{n}.2/24", "dev", "to-node"], ns=NS[side])
+        sh(["ip", "link", "set", "to-node", "up"], ns=NS[side])
+        sh(["ip", "addr", "add", f"10.98.{n}.1/24", "dev", "to-client"], ns=node)
+        sh(["ip", "link", "set", "to-client", "up"], ns=node)
+
+
+def two_nodes(vhub, vnic, tmp, io_backend, seconds):
+    """Starts the two nodes' hubs and a vnic on each, measures a -> b."""
+    setup_two_nodes()
+    certs = f"{tmp}/certs-2n"
+    # One certificate naming both nodes' access addresses; each hub has
+    # its own admin socket (the default would be in the shared cert_dir).
+    subprocess.run([vhub, "cert", "generate", "--cert-dir", certs, "--ip", "10.98.1.1", "--ip", "10.98.2.1"],
+                   check=True, capture_output=True)
+    hubs = []
+    for n in (1, 2):
+        cfg = os.path.join(tmp, f"vhub-n{n}.toml")
+        with open(cfg, "w") as f:
+            f.write(f'listen = "0.0.0.0:{PORT}"\nmetrics_listen = "127.0.0.1:9750"\ncert_dir = "{certs}"\n'
+                    f'admin_socket = "{tmp}/admin-n{n}.sock"\nio_backend = "{io_backend}"\n'
+                    '[[hub]]\nname = "DEFAULT"\nanonymous = true\nbridge = "br100"\n')
+        log = open(os.path.join(tmp, f"hub-n{n}.log"), "w")
+        hubs.append(spawn([vhub, "--config", cfg], ns=NS[f"n{n}"], log=log))
+
+    def bridged(n):
+        r = subprocess.run([vhub, "ctl", "--socket", f"{tmp}/admin-n{n}.sock", "--json", "hubs"],
+                           capture_output=True, text=True)
+        try:
+            return any(h.get("bridge", {}).get("state") == "up" for h in json.loads(r.stdout)["hubs"])
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+            return False
+    for n in (1, 2):
+        wait_for(lambda: bridged(n), f"node {n}'s hub bridged to br100")
+    vnics = []
+    for side, n, ip in (("a", 1, "10.76.0.1/24"), ("b", 2, "10.76.0.2/24")):
+        log = open(os.path.join(tmp, f"vnic-{side}-2n.log"), "w")
+        vnics.append(spawn([vnic, "connect", f"https://10.98.{n}.1:{PORT}/DEFAULT", "--tap", "vnic2",
+                            "--ip", ip, "--ca", f"{certs}/ca.crt",
+                            "--status-file", f"{tmp}/status-{side}-2n.json"], ns=NS[side], log=log))
+    wait_for(lambda: sh(["ping", "-c", "1", "-W", "1", "10.76.0.2"], ns=NS["a"], check=False,
+                        capture=True).returncode == 0, "ping across the two nodes", timeout=30)
+    # Full-size frames cross (the underlay's MTU leaves room for VXLAN).
+    r = sh(["ping", "-c", "3", "-s", "1472", "-M", "do", "10.76.0.2"], ns=NS["a"], check=False, capture=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"1500-byte packets do not cross the two nodes: {r.stdout}")
+    res = measure("vhub two nodes, VXLAN", "10.76.0.1", "10.76.0.2", seconds)
+    for p in vnics + hubs:
+        p.terminate()
+        p.wait(timeout=10)
+    return res
 
 
 def wait_for(pred, what, timeout=20.0):
@@ -140,7 +260,13 @@ def main():
     ap.add_argument("--debug", action="store_true", help="use debug binaries (CI smoke test)")
     ap.add_argument("--io-backend", default="auto")
     ap.add_argument("--bridge", action="store_true", help="also measure the local bridge (TAP and packet modes)")
+    ap.add_argument("--two-node", action="store_true",
+                    help="also measure vnic a on hub node 1 to vnic b on hub node 2, the nodes joined by VXLAN")
+    ap.add_argument("--prefix", default="e2e", help="of the namespaces and root-namespace interfaces (default e2e)")
     args = ap.parse_args()
+    if not re.fullmatch(r"[a-z0-9]{1,12}", args.prefix):
+        sys.exit("--prefix: 1 to 12 lowercase letters or digits (interface names are at most 15 bytes)")
+    set_prefix(args.prefix)
     if os.geteuid() != 0:
         sys.exit("bench/e2e/e2e.py needs root (network namespaces, TAP devices)")
     profile = "debug" if args.debug else "release"
@@ -159,9 +285,9 @@ def main():
                     f'io_backend = "{args.io_backend}"\n[[hub]]\nname = "DEFAULT"\nanonymous = true\n')
             if args.bridge:
                 setup_lans()
-                f.write('[[hub]]\nname = "LANTAP"\nanonymous = true\nbridge = "e2e-br"\n'
+                f.write(f'[[hub]]\nname = "LANTAP"\nanonymous = true\nbridge = "{dev("br")}"\n'
                         '[[hub]]\nname = "LANPKT"\nanonymous = true\n'
-                        '[hub.bridge]\ninterface = "e2e-hp"\nmode = "packet"\n')
+                        f'[hub.bridge]\ninterface = "{dev("hp")}"\nmode = "packet"\n')
         # A certificate naming the hub's two addresses, so --ca verifies.
         subprocess.run([vhub, "cert", "generate", "--cert-dir", f"{tmp}/certs", "--ip", "10.99.1.1",
                         "--ip", "10.99.2.1"], check=True, capture_output=True)
@@ -201,6 +327,8 @@ def main():
             results.append(measure(label, f"10.{net}.0.1", f"10.{net}.0.2", args.seconds))
             p.terminate()
             p.wait(timeout=10)
+        if args.two_node:
+            results.append(two_nodes(vhub, vnic, tmp, args.io_backend, args.seconds))
     finally:
         cleanup()
     hdr = f"{'path':<32} {'TCP 1 stream':>14} {'TCP 4 streams':>14} {'ping avg':>10} {'64 B UDP delivered':>20} {'UDP loss':>9}"
@@ -210,6 +338,8 @@ def main():
               f"{r['udp64_delivered_pps'] / 1000:>14.0f} k/s {r['udp64_loss_percent']:>8.1f}%")
     if len(results) >= 2 and results[0]["tcp_1_gbit"]:
         print(f"vhub / bare veth, TCP 1 stream: {results[1]['tcp_1_gbit'] / results[0]['tcp_1_gbit']:.2f}")
+    if args.two_node and results[1]["tcp_1_gbit"]:
+        print(f"two nodes / one hub, TCP 1 stream: {results[-1]['tcp_1_gbit'] / results[1]['tcp_1_gbit']:.2f}")
     report = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "seconds": args.seconds, "results": results}
     if args.json:
         with open(args.json, "w") as f:
