@@ -63,23 +63,9 @@ impl Plane {
     }
 }
 
-/// A namespace without the veth to the root namespace that `Ns::new`
-/// makes (this topology has its own links).
+/// A namespace of this test with no veth to the root namespace.
 fn netns(name: &str) -> Ns {
-    let _ = run_any(&["ip", "netns", "del", name]);
-    run(&["ip", "netns", "add", name]);
-    let ns = Ns {
-        name: name.to_owned(),
-        // No such link in the root namespace: Drop's `ip link del` does nothing.
-        host_if: "vh-so-none".into(),
-        ns_if: "eth0".into(),
-        host_ip: [0, 0, 0, 0].into(),
-        ns_ip: [0, 0, 0, 0].into(),
-    };
-    ns.exec_ok(&["ip", "link", "set", "lo", "up"]);
-    ns.exec_ok(&["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"]);
-    ns.exec_ok(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
-    ns
+    Ns::bare(name)
 }
 
 /// `ip -n NS ARGS…`, which must succeed.

@@ -222,6 +222,10 @@ pub struct Switchboard {
 /// Batches queued per destination shard before a wake.
 const MAILBOX_BATCHES: usize = 256;
 
+/// Empty batch buffers a shard keeps for the next burst once traffic calms
+/// down (the pool may hold `MAILBOX_BATCHES`, ~17 MiB, after a storm).
+pub const KEEP_FREE_BATCHES: usize = 16;
+
 impl Switchboard {
     pub fn new(
         hubs: &[crate::server::HubSettings],

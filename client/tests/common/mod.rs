@@ -121,6 +121,30 @@ pub struct Ns {
 }
 
 impl Ns {
+    /// A namespace without the veth to the root namespace that `Ns::new`
+    /// makes (for topologies with links of their own): loopback up, IPv6
+    /// off (no router solicitations in the test's traffic).
+    #[allow(dead_code)] // not every test binary builds its own topology
+    pub fn bare(name: &str) -> Ns {
+        let _ = run_any(&["ip", "netns", "del", name]);
+        run(&["ip", "netns", "add", name]);
+        let ns = Ns {
+            name: name.to_owned(),
+            // No such link in the root namespace: Drop's `ip link del` of
+            // it does nothing.
+            host_if: "vh-bare-none".into(),
+            ns_if: "eth0".into(),
+            host_ip: [0, 0, 0, 0].into(),
+            ns_ip: [0, 0, 0, 0].into(),
+        };
+        ns.exec_ok(&["ip", "link", "set", "lo", "up"]);
+        ns.exec_ok(&["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"]);
+        ns.exec_ok(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
+        ns
+    }
+}
+
+impl Ns {
     /// Creates namespace `vh-<test>-<tag>` with a veth pair; `id` and
     /// `k` choose the addresses `10.<200+id>.<k>.{1,2}/24`.
     pub fn new(test: &str, tag: char, id: u8, k: u8) -> Ns {

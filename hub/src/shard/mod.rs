@@ -341,6 +341,20 @@ impl<B: Backend> Shard<B> {
                     }
                 }
             }
+            // Batch buffers left over from a burst of cross-shard traffic:
+            // half the excess over a small reserve goes each second, so an
+            // idle hub gives them back within seconds and a steady load
+            // hardly churns.
+            let free = &self.sb.mailboxes[self.id as usize].free;
+            let excess = free
+                .len()
+                .saturating_sub(crate::switchboard::KEEP_FREE_BATCHES);
+            if excess > 0 {
+                for _ in 0..excess.div_ceil(2) {
+                    drop(free.pop());
+                }
+                self.trim.set(true);
+            }
             if self.trim.take() {
                 crate::memory::give_back_free_memory();
             }
