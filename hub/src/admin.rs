@@ -35,11 +35,12 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use switch_core::fabric::PortKind;
+use switch_core::wire::http::SessionToken;
 use switch_core::wire::CloseCode;
 use tracing::{info, warn};
 
 use crate::capture;
-use crate::switchboard::{Control, Switchboard};
+use crate::switchboard::{Control, SessionEntry, Switchboard};
 
 /// One session, as `vhub ctl sessions` shows it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -273,31 +274,43 @@ fn bridge_info(h: &crate::switchboard::VirtualHub) -> Option<BridgeInfo> {
 /// `id`, with a CLOSE "kicked by an administrator". Returns the full
 /// short id of the session.
 pub fn kick(sb: &Switchboard, id: &str) -> Result<String, String> {
+    let (token, _) = find_session(sb, id, None)?;
+    if sb.kick(&token, CloseCode::Kicked, "kicked by an administrator") {
+        Ok(token.short())
+    } else {
+        Err(format!(
+            "session {} ended before it could be kicked",
+            token.short()
+        ))
+    }
+}
+
+/// The one session whose token starts with the hex digits `id` (the ID
+/// column of `vhub ctl sessions`, or more of the token), on virtual hub
+/// `hub` if given; a clear error for a malformed, unknown or ambiguous id.
+pub fn find_session(
+    sb: &Switchboard,
+    id: &str,
+    hub: Option<usize>,
+) -> Result<(SessionToken, SessionEntry), String> {
     let id = id.trim().to_ascii_lowercase();
     if id.len() < 4 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(format!(
             "{id:?} is not a session id: use the ID column of `vhub ctl sessions` (8 hex digits)"
         ));
     }
-    let matches: Vec<_> = sb
+    let mut matches: Vec<_> = sb
         .sessions
         .lock()
-        .keys()
-        .filter(|t| hex(&t.0).starts_with(&id))
-        .copied()
+        .iter()
+        .filter(|(t, e)| hub.is_none_or(|h| e.hub == h) && hex(&t.0).starts_with(&id))
+        .map(|(t, e)| (*t, e.clone()))
         .collect();
-    match matches.as_slice() {
-        [] => Err(format!("no session {id} (see `vhub ctl sessions`)")),
-        [token] => {
-            if sb.kick(token, CloseCode::Kicked, "kicked by an administrator") {
-                Ok(token.short())
-            } else {
-                Err(format!("session {id} ended before it could be kicked"))
-            }
-        }
-        _ => Err(format!(
-            "{} sessions start with {id}: give more hex digits",
-            matches.len()
+    match matches.len() {
+        1 => Ok(matches.remove(0)),
+        0 => Err(format!("no session {id} (see `vhub ctl sessions`)")),
+        n => Err(format!(
+            "{n} sessions start with {id}: give more hex digits"
         )),
     }
 }

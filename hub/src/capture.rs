@@ -299,29 +299,9 @@ pub fn start<'a>(sb: &'a Switchboard, req: &Request) -> Result<Running<'a>, Stri
 
 /// The fabric port of the session whose id starts with `id`, on `hub`.
 fn session_port(sb: &Switchboard, hub: &VirtualHub, id: &str) -> Result<PortId, String> {
-    let id = id.trim().to_ascii_lowercase();
-    let found: Vec<(u16, u32)> = sb
-        .sessions
-        .lock()
-        .iter()
-        .filter(|(t, e)| e.hub == hub.index && t.short().starts_with(&id))
-        .map(|(_, e)| (e.shard, e.slot))
-        .collect();
-    let loc = match found.as_slice() {
-        [one] => *one,
-        [] => {
-            return Err(format!(
-                "no session {id} on hub {} (see `vhub ctl sessions`)",
-                hub.name()
-            ))
-        }
-        _ => {
-            return Err(format!(
-                "{} sessions start with {id}: give more hex digits",
-                found.len()
-            ))
-        }
-    };
+    let (_, e) = crate::admin::find_session(sb, id, Some(hub.index))
+        .map_err(|e| format!("{e} on hub {}", hub.name()))?;
+    let loc = (e.shard, e.slot);
     hub.fabric
         .lock()
         .ports()
