@@ -51,6 +51,9 @@ pub struct SessionInfo {
     pub hub: String,
     /// Empty for an anonymous session.
     pub user: String,
+    /// What the client speaks: `vhub` (`vhub/1`) or `softether`.
+    #[serde(default)]
+    pub protocol: String,
     pub remote: String,
     pub shard: u16,
     pub slot: u32,

@@ -135,10 +135,11 @@ fn print_ctl_refusal(cmd: &CtlCmd, answer: &serde_json::Value) {
 /// `vhub ctl sessions`: one line per session, then the count.
 fn print_sessions(list: &[admin::SessionInfo]) {
     println!(
-        "{:<9} {:<12} {:<16} {:<22} {:>5} {:<9} {:>10} {:>10} {:>12} {:>12} {:>5}",
+        "{:<9} {:<12} {:<16} {:<9} {:<22} {:>5} {:<9} {:>10} {:>10} {:>12} {:>12} {:>5}",
         "ID",
         "HUB",
         "USER",
+        "PROTOCOL",
         "REMOTE",
         "SHARD",
         "STATE",
@@ -155,10 +156,11 @@ fn print_sessions(list: &[admin::SessionInfo]) {
             &s.user
         };
         println!(
-            "{:<9} {:<12} {:<16} {:<22} {:>5} {:<9} {:>10} {:>10} {:>12} {:>12} {:>5}",
+            "{:<9} {:<12} {:<16} {:<9} {:<22} {:>5} {:<9} {:>10} {:>10} {:>12} {:>12} {:>5}",
             s.id,
             s.hub,
             user,
+            s.protocol,
             s.remote,
             s.shard,
             s.state,

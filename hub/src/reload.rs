@@ -176,6 +176,7 @@ impl Reloader {
         let settings = crate::server::HubSettings {
             name: cfg.name.clone(),
             anonymous: cfg.anonymous,
+            softether: cfg.softether,
             max_sessions: cfg.max_sessions,
             max_macs: cfg.max_macs as u32,
         };
@@ -342,6 +343,10 @@ fn update_hub(h: &VirtualHub, cfg: &HubConfig, r: &mut ReloadReport) {
         r.applied
             .push(format!("hub {}: anonymous = {}", cfg.name, cfg.anonymous));
     }
+    if h.softether.swap(cfg.softether, Ordering::Relaxed) != cfg.softether {
+        r.applied
+            .push(format!("hub {}: softether = {}", cfg.name, cfg.softether));
+    }
     if h.max_sessions.swap(cfg.max_sessions, Ordering::Relaxed) != cfg.max_sessions {
         r.applied.push(format!(
             "hub {}: max_sessions = {}",
@@ -401,6 +406,7 @@ mod tests {
             .map(|h| crate::server::HubSettings {
                 name: h.name.clone(),
                 anonymous: h.anonymous,
+                softether: h.softether,
                 max_sessions: 0,
                 max_macs: 0,
             })

@@ -25,6 +25,8 @@ pub struct HubSettings {
     pub name: String,
     /// Admit sessions without credentials.
     pub anonymous: bool,
+    /// Admit SoftEther VPN clients.
+    pub softether: bool,
     /// 0 = no limit of its own.
     pub max_sessions: usize,
     /// 0 = the fabric default.
@@ -71,6 +73,7 @@ impl Settings {
             hubs: vec![HubSettings {
                 name: "DEFAULT".into(),
                 anonymous: true,
+                softether: true,
                 max_sessions: 0,
                 max_macs: 0,
             }],
@@ -261,6 +264,7 @@ pub fn front_page(name: &str, fingerprint: &str, hubs: &[HubSettings]) -> Vec<u8
     let example_hub = hubs.first().map(|h| h.name.as_str()).unwrap_or("DEFAULT");
     format!(
         r#"<!doctype html>
+<!-- {marker} (SoftEther VPN clients look for this) -->
 <html lang="en"><head><meta charset="utf-8"><title>{name} — vhub</title>
 <style>body{{font:16px/1.5 system-ui,sans-serif;max-width:46em;margin:3em auto;padding:0 1em}}code,pre{{background:#f3f3f3;padding:.1em .3em}}</style>
 </head><body>
@@ -274,6 +278,7 @@ virtual LAN cards join over HTTPS.</p>
 </body></html>
 "#,
         name = esc(name),
+        marker = switch_core::softether::probe::MARKER,
         version = env!("CARGO_PKG_VERSION"),
         hub = esc(example_hub),
         fingerprint = esc(fingerprint),

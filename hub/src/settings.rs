@@ -42,6 +42,7 @@ pub fn settings_from(config: &Config) -> anyhow::Result<Settings> {
             .map(|h| HubSettings {
                 name: h.name.clone(),
                 anonymous: h.anonymous,
+                softether: h.softether,
                 max_sessions: h.max_sessions,
                 max_macs: h.max_macs as u32,
             })

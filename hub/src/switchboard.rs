@@ -35,6 +35,8 @@ pub struct VirtualHub {
     /// for a spare slot (unset = a spare slot, never used).
     name: OnceLock<String>,
     pub anonymous: AtomicBool,
+    /// SoftEther VPN clients are admitted (`softether` in the config).
+    pub softether: AtomicBool,
     pub max_sessions: AtomicUsize,
     /// False once a reload removed the hub from the config: new sessions
     /// are refused as for an unknown hub (a reload that brings it back
@@ -249,6 +251,7 @@ impl Switchboard {
                 VirtualHub {
                     name,
                     anonymous: AtomicBool::new(h.is_some_and(|h| h.anonymous)),
+                    softether: AtomicBool::new(h.is_some_and(|h| h.softether)),
                     max_sessions: AtomicUsize::new(h.map_or(0, |h| h.max_sessions)),
                     enabled: AtomicBool::new(h.is_some()),
                     index,
@@ -306,6 +309,7 @@ impl Switchboard {
             .iter()
             .find(|v| v.name.set(h.name.clone()).is_ok())?;
         slot.anonymous.store(h.anonymous, Ordering::Relaxed);
+        slot.softether.store(h.softether, Ordering::Relaxed);
         slot.max_sessions.store(h.max_sessions, Ordering::Relaxed);
         slot.enabled.store(true, Ordering::Release);
         by_name.insert(h.name.clone(), slot.index);

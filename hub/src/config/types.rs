@@ -286,6 +286,10 @@ pub struct HubConfig {
     pub name: String,
     /// Admit clients without credentials.
     pub anonymous: bool,
+    /// Admit SoftEther VPN clients (users with a SoftEther hash, or anyone
+    /// where the hub is anonymous). On by default: a user can only log in
+    /// from SoftEther once an operator gave them a hash.
+    pub softether: bool,
     /// 0 = unlimited (the global `limits.max_sessions` still applies).
     pub max_sessions: usize,
     /// 0 = `fabric.max_macs_per_hub`.
@@ -304,6 +308,7 @@ impl Default for HubConfig {
         Self {
             name: DEFAULT_HUB.to_owned(),
             anonymous: false,
+            softether: true,
             max_sessions: 0,
             max_macs: 0,
             bridge: None,

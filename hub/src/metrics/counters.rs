@@ -46,6 +46,7 @@ counters!(Local {
     drop_stale_port,
     drop_bad_offload,
     drop_memory,
+    drop_too_long,
     gso_segments,
     handoff_batches,
     handoff_frames,

@@ -40,6 +40,19 @@ pub(super) fn encode_hubs(enc: &mut DescriptorEncoder, sb: &Switchboard) -> std:
         per_hub(&m.sessions_by_hub),
         MetricType::Gauge,
     )?;
+    let softether = m.softether_sessions.load(Relaxed);
+    let all: i64 = m.sessions_by_hub.iter().map(|v| v.load(Relaxed)).sum();
+    labelled(
+        enc,
+        "vhub_sessions_by_protocol",
+        "Sessions by the protocol their client speaks: vhub (vhub/1) or softether.",
+        "protocol",
+        [
+            ("vhub".to_owned(), ConstGauge::new(all - softether)),
+            ("softether".to_owned(), ConstGauge::new(softether)),
+        ],
+        MetricType::Gauge,
+    )?;
     labelled(
         enc,
         "vhub_sessions_detached",
@@ -223,6 +236,8 @@ pub(super) fn encode_drops(
             ("stale_port", t.drop_stale_port),
             ("bad_offload", t.drop_bad_offload),
             ("memory", t.drop_memory),
+            // Longer than the receiver takes: a SoftEther client, 1600 bytes.
+            ("too_long", t.drop_too_long),
             ("handoff_full", t.handoff_queue_full),
         ]
         .into_iter()

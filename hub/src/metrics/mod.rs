@@ -56,6 +56,9 @@ pub struct Metrics {
     pub capture_dropped: AtomicU64,
     pub shards: Vec<ShardCounters>,
     pub sessions_by_hub: Vec<AtomicI64>,
+    /// Sessions of SoftEther VPN clients (the rest of `sessions_by_hub`
+    /// speak `vhub/1`).
+    pub softether_sessions: AtomicI64,
     pub detached_by_hub: Vec<AtomicI64>,
     /// Per shard: bytes of frames its sessions hold (a gauge).
     pub buffered: Vec<AtomicU64>,
@@ -80,6 +83,7 @@ impl Metrics {
             capture_dropped: AtomicU64::new(0),
             shards: (0..shards).map(|_| ShardCounters::default()).collect(),
             sessions_by_hub: (0..hubs).map(|_| AtomicI64::new(0)).collect(),
+            softether_sessions: AtomicI64::new(0),
             detached_by_hub: (0..hubs).map(|_| AtomicI64::new(0)).collect(),
             buffered: (0..shards).map(|_| AtomicU64::new(0)).collect(),
             handshakes: Default::default(),

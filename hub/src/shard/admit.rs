@@ -41,7 +41,7 @@ pub struct Migration {
 }
 
 /// How a refusal is counted in `vhub_handshakes_total`.
-fn handshake_of(code: RefuseCode) -> Handshake {
+pub(super) fn handshake_of(code: RefuseCode) -> Handshake {
     match code {
         RefuseCode::AuthRequired
         | RefuseCode::AuthFailed
@@ -171,7 +171,12 @@ impl<B: Backend> Shard<B> {
 
     /// Whether a new session fits the session limits (hub-wide, per
     /// virtual hub, per user); takes the user's place when it does.
-    fn reserve_capacity(&self, hub: usize, user: &str, peer: SocketAddr) -> Result<(), Refuse> {
+    pub(super) fn reserve_capacity(
+        &self,
+        hub: usize,
+        user: &str,
+        peer: SocketAddr,
+    ) -> Result<(), Refuse> {
         let m = &self.sb.metrics;
         let capacity = Capacity {
             hub_sessions: m.sessions_by_hub[hub].load(Ordering::Relaxed) as usize,
@@ -240,7 +245,10 @@ impl<B: Backend> Shard<B> {
                 version: req.version,
             },
         );
-        let slot = self.add_slot(hub, session, token, &user, peer);
+        let form = Form::of(session.offload());
+        let endpoint = super::Endpoint::Session(Some(Box::new(session)));
+        let port = PortInfo::vhub(self.id, 0, form);
+        let slot = self.add_slot(hub, endpoint, port, token, &user, peer);
         self.sb.metrics.sessions_by_hub[hub].fetch_add(1, Ordering::Relaxed);
         self.sb.metrics.handshake(Handshake::New);
         if let Some(i) = tls.info() {
@@ -271,25 +279,27 @@ impl<B: Backend> Shard<B> {
         cfg
     }
 
-    /// Gives a new session a slot here, a port in its hub's fabric, a place
-    /// in this shard's flood list and in the registry.
-    fn add_slot(
+    /// Gives a new session (`endpoint`, of `vhub/1` or SoftEther) a slot
+    /// here, a port in its hub's fabric (`info`, its slot filled in here),
+    /// a place in this shard's flood list and in the registry.
+    pub(super) fn add_slot(
         &self,
         hub: usize,
-        session: Session,
+        endpoint: super::Endpoint,
+        mut info: PortInfo,
         token: SessionToken,
         user: &str,
         peer: SocketAddr,
     ) -> u32 {
-        let form = Form::of(session.offload());
         let slot = {
             let mut st = self.st.borrow_mut();
             let st = &mut *st;
             let entry = st.slots.vacant_entry();
             let slot = entry.key() as u32;
-            let port = self.sb.add_port(hub, PortInfo::vhub(self.id, slot, form));
+            info.loc.slot = slot;
+            let port = self.sb.add_port(hub, info);
             entry.insert(Slot {
-                endpoint: super::Endpoint::Session(Some(Box::new(session))),
+                endpoint,
                 hub,
                 port,
                 token,
@@ -328,7 +338,7 @@ impl<B: Backend> Shard<B> {
         let found = {
             let mut st = self.st.borrow_mut();
             match st.slots.get_mut(entry.slot as usize) {
-                Some(slot) if slot.token == token => {
+                Some(slot) if slot.token == token && slot.is_vhub_session() => {
                     if let Some(old) = slot.conn.take() {
                         // The client came back before we noticed the old link died.
                         old.close();
@@ -362,7 +372,7 @@ impl<B: Backend> Shard<B> {
 }
 
 /// 128 random bits from OpenSSL's CSPRNG.
-fn random_token() -> [u8; 16] {
+pub(super) fn random_token() -> [u8; 16] {
     let mut t = [0u8; 16];
     openssl::rand::rand_bytes(&mut t).expect("OpenSSL's random generator failed");
     t

@@ -372,7 +372,7 @@ impl<B: Backend> Shard<B> {
             match st.slots.get_mut(slot as usize) {
                 Some(s) if s.port == port => match &mut s.endpoint {
                     Endpoint::Bridge(b) => std::mem::swap(&mut b.queue, out),
-                    Endpoint::Session(_) => return,
+                    Endpoint::Session(_) | Endpoint::SoftEther(_) => return,
                 },
                 _ => return,
             }
@@ -597,7 +597,7 @@ mod tests {
     fn queued(st: &State_<()>) -> Vec<Vec<u8>> {
         match &st.slots[0].endpoint {
             Endpoint::Bridge(b) => frames(&b.queue).into_iter().map(<[u8]>::to_vec).collect(),
-            Endpoint::Session(_) => unreachable!(),
+            _ => unreachable!(),
         }
     }
 

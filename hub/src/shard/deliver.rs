@@ -214,7 +214,8 @@ pub(super) fn flood_here<S>(
 
 /// Hands a frame (in form `from`) to the endpoint of a port on this
 /// shard: a session (in its form, `offload::convert`, within the hub-wide
-/// buffer budget) or a local bridge (plain frames, its own bounded queue).
+/// buffer budget; a SoftEther session takes plain frames only) or a local
+/// bridge (plain frames, its own bounded queue).
 /// Either way the slot is marked dirty, so `finish_round` wakes its writer.
 pub(super) fn deliver<S>(st: &mut State_<S>, slot: u32, frame: &[u8], from: Form) {
     let Some(s) = st.slots.get_mut(slot as usize) else {
@@ -226,6 +227,31 @@ pub(super) fn deliver<S>(st: &mut State_<S>, slot: u32, frame: &[u8], from: Form
         Endpoint::Bridge(b) => {
             let c = &mut st.counters;
             if b.queue_frame(frame, from, &mut st.scratch, c) && !s.dirty {
+                s.dirty = true;
+                st.dirty.push(slot);
+            }
+            return;
+        }
+        Endpoint::SoftEther(p) => {
+            if st.buffered >= st.buffer_budget && p.buffered() >= BUFFER_FLOOR {
+                st.counters.drop_memory += 1;
+                return;
+            }
+            let c = &mut st.counters;
+            let mut sent = false;
+            // Plain frames only: a super frame is cut to the client's size.
+            let max = switch_core::softether::data::MAX_FRAME as usize;
+            match offload::convert(frame, from, Form::Plain, max, &mut st.scratch, |f| {
+                sent |= p.queue_frame(f, c)
+            }) {
+                Ok(done) if done.cut => c.gso_segments += done.frames as u64,
+                Ok(_) => {}
+                Err(_) => c.drop_bad_offload += 1,
+            }
+            let now = p.buffered();
+            st.buffered = st.buffered + now - s.buffered;
+            s.buffered = now;
+            if sent && !s.dirty {
                 s.dirty = true;
                 st.dirty.push(slot);
             }

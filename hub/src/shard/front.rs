@@ -1,6 +1,7 @@
 //! The front of a connection: handshake limits, the TLS handshake and the
-//! HTTP request head. Pages and errors are answered here; an upgrade goes
-//! on to `admit.rs`.
+//! HTTP request head. Pages and errors are answered here; a `vhub/1`
+//! upgrade goes on to `admit.rs`, a SoftEther client's first request to
+//! `softether.rs`.
 
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -80,12 +81,31 @@ impl<B: Backend> Shard<B> {
             });
         }
         let outcome = self.handshake(&stream, peer, &timed_out).await;
+        let (tls, front) = match outcome {
+            Some(o) => o,
+            None => return finished.set(true),
+        };
+        // A SoftEther login runs under the same deadline: the watchdog
+        // stays armed until the hub has decided.
+        let (tls, upgrade) = match front {
+            Front::Upgrade(req) => (tls, Ok(req)),
+            Front::SoftEther(plain) => {
+                match self
+                    .softether_handshake(&stream, tls, plain, peer, &timed_out)
+                    .await
+                {
+                    Some((tls, admitted)) => (tls, Err(admitted)),
+                    None => return finished.set(true),
+                }
+            }
+        };
         finished.set(true);
-        if let Some((tls, req)) = outcome {
-            let Ok(stream) = Rc::try_unwrap(stream) else {
-                unreachable!("only the watchdog's weak handle remains");
-            };
-            self.upgrade(stream, tls, req, peer, guard).await;
+        let Ok(stream) = Rc::try_unwrap(stream) else {
+            unreachable!("only the watchdog's weak handle remains");
+        };
+        match upgrade {
+            Ok(req) => self.upgrade(stream, tls, req, peer, guard).await,
+            Err(admitted) => self.run_softether(stream, tls, admitted, guard).await,
         }
     }
 
@@ -113,22 +133,22 @@ impl<B: Backend> Shard<B> {
         stream.shutdown();
     }
 
-    /// TLS handshake and the HTTP request. Returns the TLS state and the
-    /// upgrade request when the client asks for a session; answers
-    /// everything else itself.
+    /// TLS handshake and the HTTP request. Returns the TLS state and what
+    /// comes next when the client asks for a session; answers everything
+    /// else itself.
     async fn handshake(
         &self,
         stream: &B::Stream,
         peer: SocketAddr,
         timed_out: &Cell<bool>,
-    ) -> Option<(TlsConn, UpgradeRequest)> {
+    ) -> Option<(TlsConn, Front)> {
         let (tls, buf) = self.tls_handshake(stream, peer, timed_out).await?;
         self.read_request(stream, peer, timed_out, tls, buf).await
     }
 
     /// Counts a connection that ended before its request: as a timeout
     /// when the deadline cut it, else as `h`.
-    fn ended(&self, peer: SocketAddr, timed_out: &Cell<bool>, h: Handshake) {
+    pub(super) fn ended(&self, peer: SocketAddr, timed_out: &Cell<bool>, h: Handshake) {
         if timed_out.get() {
             self.sb.metrics.handshake(Handshake::Timeout);
             self.limit_reached(
@@ -208,7 +228,8 @@ impl<B: Backend> Shard<B> {
     }
 
     /// Reads the HTTP request head; answers a page or an error itself and
-    /// returns an upgrade request.
+    /// returns an upgrade request, or the plaintext of a SoftEther client
+    /// (its probe or its watermark POST), all of it unconsumed.
     async fn read_request(
         &self,
         stream: &B::Stream,
@@ -216,7 +237,7 @@ impl<B: Backend> Shard<B> {
         timed_out: &Cell<bool>,
         mut tls: TlsConn,
         mut buf: Vec<u8>,
-    ) -> Option<(TlsConn, UpgradeRequest)> {
+    ) -> Option<(TlsConn, Front)> {
         let metrics = &self.sb.metrics;
         let max_head = self.ctx.settings.max_header_bytes;
         let mut plain = Vec::new();
@@ -227,8 +248,11 @@ impl<B: Backend> Shard<B> {
                 stream.shutdown();
                 return None;
             }
+            if is_softether(&plain) {
+                return Some((tls, Front::SoftEther(plain)));
+            }
             let resp = match http::parse_request(&plain, max_head) {
-                Ok(Some((FrontRequest::Upgrade(u), _))) => return Some((tls, u)),
+                Ok(Some((FrontRequest::Upgrade(u), _))) => return Some((tls, Front::Upgrade(u))),
                 Ok(Some((page, _))) => {
                     metrics.handshake(Handshake::Page);
                     self.page(page)
@@ -278,6 +302,25 @@ impl<B: Backend> Shard<B> {
         }
         resp
     }
+}
+
+/// What follows the first request of a connection that asks for a session.
+enum Front {
+    /// The `vhub/1` upgrade.
+    Upgrade(UpgradeRequest),
+    /// A SoftEther client: its probe (`GET /` with `X-VPN`) or its
+    /// watermark POST, with everything it sent so far (unconsumed).
+    SoftEther(Vec<u8>),
+}
+
+/// Whether a complete request head at the start of `plain` is a SoftEther
+/// client's (a POST under `/vpnsvc/`, or the probe's `X-VPN` header).
+/// Anything else, malformed heads included, is for `http::parse_request`.
+fn is_softether(plain: &[u8]) -> bool {
+    matches!(
+        switch_core::softether::http::parse_request_head(plain),
+        Ok(Some(head)) if head.is_softether()
+    )
 }
 
 /// What a plain-HTTP client on the TLS port gets before the close.

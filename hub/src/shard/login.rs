@@ -62,6 +62,21 @@ impl<B: Backend> Shard<B> {
                 )),
             }
         };
+        self.settle_login(outcome, peer, hub, named, throttle_user)
+    }
+
+    /// Books a login's outcome with the throttle (a success clears the
+    /// address, a failure counts against it and the user) and logs a
+    /// failure; the refusal gets the hub's realm. Shared by vhub's and
+    /// SoftEther's logins.
+    pub(super) fn settle_login(
+        &self,
+        outcome: Result<String, Refuse>,
+        peer: SocketAddr,
+        hub: &str,
+        named: &str,
+        throttle_user: Option<(&str, &str)>,
+    ) -> Result<String, Refuse> {
         let ip = peer.ip();
         let mut throttle = self.ctx.admission.throttle.lock();
         match outcome {
@@ -84,14 +99,14 @@ impl<B: Backend> Shard<B> {
                     let code = refuse.code.as_str();
                     info!(%peer, hub, user = named, code, "authentication failed");
                 }
-                Err(refuse.realm(realm))
+                Err(refuse.realm(format!("vhub {hub}")))
             }
         }
     }
 
     /// Earlier failures from this address (or for this user) slow the
     /// login down, or refuse it without checking anything.
-    async fn throttle_gate(
+    pub(super) async fn throttle_gate(
         &self,
         peer: SocketAddr,
         user: Option<(&str, &str)>,

@@ -9,7 +9,7 @@ use switch_core::wire::http::SessionToken;
 use switch_core::wire::CloseCode;
 use tracing::info;
 
-use super::Shard;
+use super::{Endpoint, Shard};
 use crate::net::Backend;
 use crate::switchboard::Control;
 
@@ -76,6 +76,8 @@ impl<B: Backend> Shard<B> {
                 session.close(code, reason);
             }
             match &s.conn {
+                // SoftEther has no CLOSE message: the connection ends.
+                Some(c) if s.is_softether() => c.close(),
                 Some(c) => c.wake.notify_one(),
                 None => self.remove_slot(st, slot),
             }
@@ -92,8 +94,13 @@ impl<B: Backend> Shard<B> {
             .filter(|(_, s)| !s.is_bridge())
             .map(|(slot, s)| {
                 let session = s.session();
-                let stats = session.map(|x| *x.stats()).unwrap_or_default();
+                let (stats, protocol) = match &s.endpoint {
+                    Endpoint::SoftEther(p) => (p.stats(), "softether"),
+                    _ => (session.map(|x| *x.stats()).unwrap_or_default(), "vhub"),
+                };
                 let state = match (session.map(|x| x.state()), &s.conn) {
+                    (_, Some(c)) if s.is_softether() && c.closed.get() => "closing",
+                    (_, Some(_)) if s.is_softether() => "attached",
                     (Some(State::Closed) | None, _) => "closing",
                     (_, None) => "detached",
                     (_, Some(_)) => "attached",
@@ -103,6 +110,7 @@ impl<B: Backend> Shard<B> {
                     id: s.token.short(),
                     hub: self.sb.hubs[s.hub].name().to_owned(),
                     user: s.user.clone(),
+                    protocol: protocol.into(),
                     remote: s.peer.to_string(),
                     shard: self.id,
                     slot: slot as u32,

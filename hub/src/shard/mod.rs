@@ -16,6 +16,7 @@
 //! | `deliver.rs` | frames of one input chunk: ask the fabric, offer them to captures (if any), then move the bytes |
 //! | `mailbox.rs` | what other shards send: frame batches and control messages |
 //! | `bridge.rs` | a local bridge: a fabric port whose far end is a TAP device on a Linux bridge |
+//! | `softether.rs` | a SoftEther VPN client: its handshake and login, then a fabric port fed by its data-phase framing |
 //!
 //! Where a frame goes is decided by switch-core (`Session` for the bytes,
 //! `Fabric::forward` for the port, `LocalPorts` for a flood's receivers on
@@ -29,6 +30,7 @@ mod front;
 mod login;
 mod mailbox;
 mod pump;
+mod softether;
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
@@ -86,11 +88,15 @@ enum Endpoint {
     Session(Option<Box<Session>>),
     /// A local bridge to a host network (`bridge.rs`).
     Bridge(Box<bridge::BridgePort>),
+    /// A SoftEther VPN client's session (`softether.rs`): no resume, one
+    /// TCP connection; its port lives as long as that connection.
+    SoftEther(Box<softether::SePort>),
 }
 
-/// One port of a virtual hub's fabric held by this shard: a session, or a
-/// local bridge. The session's own fields (token, user, conn, peer) are
-/// empty for a bridge (a zero token, never in the registry).
+/// One port of a virtual hub's fabric held by this shard: a session (of
+/// `vhub/1` or SoftEther), or a local bridge. The session's own fields
+/// (token, user, conn, peer) are empty for a bridge (a zero token, never in
+/// the registry).
 struct Slot<S> {
     endpoint: Endpoint,
     hub: usize,
@@ -114,14 +120,14 @@ impl<S> Slot<S> {
     fn session(&self) -> Option<&Session> {
         match &self.endpoint {
             Endpoint::Session(s) => s.as_deref(),
-            Endpoint::Bridge(_) => None,
+            _ => None,
         }
     }
 
     fn session_mut(&mut self) -> Option<&mut Session> {
         match &mut self.endpoint {
             Endpoint::Session(s) => s.as_deref_mut(),
-            Endpoint::Bridge(_) => None,
+            _ => None,
         }
     }
 
@@ -130,7 +136,7 @@ impl<S> Slot<S> {
     fn take_session(&mut self) -> Option<Box<Session>> {
         match &mut self.endpoint {
             Endpoint::Session(s) => s.take(),
-            Endpoint::Bridge(_) => None,
+            _ => None,
         }
     }
 
@@ -140,6 +146,16 @@ impl<S> Slot<S> {
 
     fn is_bridge(&self) -> bool {
         matches!(self.endpoint, Endpoint::Bridge(_))
+    }
+
+    /// Whether the slot holds a `vhub/1` session (which can detach and
+    /// resume).
+    fn is_vhub_session(&self) -> bool {
+        matches!(self.endpoint, Endpoint::Session(_))
+    }
+
+    fn is_softether(&self) -> bool {
+        matches!(self.endpoint, Endpoint::SoftEther(_))
     }
 }
 
@@ -303,6 +319,8 @@ impl<B: Backend> Shard<B> {
                 session.close(CloseCode::Shutdown, "the hub is shutting down");
             }
             match &s.conn {
+                // SoftEther has no goodbye: the client logs in again elsewhere.
+                Some(c) if s.is_softether() => c.close(),
                 Some(c) => c.wake.notify_one(),
                 None => self.remove_slot(st, slot),
             }
@@ -324,7 +342,7 @@ impl<B: Backend> Shard<B> {
                 let detached: Vec<u32> = st
                     .slots
                     .iter()
-                    .filter(|(_, s)| s.conn.is_none() && !s.is_bridge())
+                    .filter(|(_, s)| s.conn.is_none() && s.is_vhub_session())
                     .map(|(k, _)| k as u32)
                     .collect();
                 for slot in detached {
@@ -424,6 +442,12 @@ impl<B: Backend> Shard<B> {
         self.sb.sessions.lock().remove(&s.token);
         self.ctx.admission.remove_user_session(s.hub, &s.user);
         self.sb.metrics.sessions_by_hub[s.hub].fetch_sub(1, Ordering::Relaxed);
+        if s.is_softether() {
+            self.sb
+                .metrics
+                .softether_sessions
+                .fetch_sub(1, Ordering::Relaxed);
+        }
         if s.detached {
             self.sb.metrics.detached_by_hub[s.hub].fetch_sub(1, Ordering::Relaxed);
         }
@@ -443,6 +467,12 @@ impl<B: Backend> Shard<B> {
         };
         if !is_current(s, conn) {
             return; // a resumed connection took over
+        }
+        if s.is_softether() {
+            // No resume in SoftEther: the client logs in again.
+            debug!(session = %s.token.short(), "SoftEther connection lost; session ended");
+            self.remove_slot(st, slot);
+            return;
         }
         s.conn = None;
         let session = s.session_mut().expect("session present");

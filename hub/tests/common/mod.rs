@@ -156,12 +156,14 @@ pub fn start_hub_spec(spec: HubSpec, tweak: impl FnOnce(&mut Settings)) -> TestH
         HubSettings {
             name: "DEFAULT".into(),
             anonymous: spec.anonymous,
+            softether: true,
             max_sessions: 0,
             max_macs: 0,
         },
         HubSettings {
             name: "OTHER".into(),
             anonymous: false,
+            softether: true,
             max_sessions: 0,
             max_macs: 0,
         },

@@ -26,6 +26,9 @@ pub enum PortKind {
     /// LAN behind one port, so it has a MAC cap of its own
     /// ([`PortInfo::max_macs`]).
     Bridge,
+    /// A SoftEther VPN client's session: plain frames of at most 1600
+    /// bytes, no offload.
+    SoftEther,
 }
 
 impl PortKind {
@@ -34,6 +37,7 @@ impl PortKind {
         match self {
             PortKind::Vhub => "vhub",
             PortKind::Bridge => "bridge",
+            PortKind::SoftEther => "softether",
         }
     }
 }
@@ -59,6 +63,16 @@ impl PortInfo {
             loc: PortLoc { shard, slot },
             form,
             kind: PortKind::Vhub,
+            max_macs: 0,
+        }
+    }
+
+    /// A SoftEther session's port: plain frames, the fabric's per-port MAC cap.
+    pub fn softether(shard: u16, slot: u32) -> Self {
+        PortInfo {
+            loc: PortLoc { shard, slot },
+            form: Form::Plain,
+            kind: PortKind::SoftEther,
             max_macs: 0,
         }
     }
