@@ -54,6 +54,28 @@ impl Authenticator for TestUsers {
             _ => AuthResult::UnknownUser,
         }
     }
+    /// alice and bob log in from SoftEther with the same passwords.
+    fn authenticate_softether(
+        &self,
+        hub: &str,
+        user: &str,
+        secure_password: &[u8; 20],
+        server_random: &[u8; 20],
+    ) -> AuthResult {
+        use switch_core::softether::password::verify_secure_password;
+        use switch_core::softether::HashedPassword;
+        let password = match (hub, user) {
+            ("DEFAULT", "alice") => "secret",
+            ("OTHER", "bob") => "hunter2",
+            _ => return AuthResult::UnknownUser,
+        };
+        let stored = HashedPassword::new(user, password);
+        if verify_secure_password(&stored, server_random, secure_password) {
+            AuthResult::Ok
+        } else {
+            AuthResult::BadPassword
+        }
+    }
     fn user_exists(&self, hub: &str, user: &str) -> bool {
         matches!((hub, user), ("DEFAULT", "alice") | ("OTHER", "bob"))
     }
