@@ -260,10 +260,12 @@ fn every_refusal_carries_softether_s_error_code() {
     assert!(plain.is_ok(), "{:?}", plain.err());
 
     // The page any browser gets passes the client's probe too.
-    let (status, _, body) = http_get(addr, "/", &[]);
-    assert_eq!(status, 200);
+    let page = RawTls::connect(addr)
+        .unwrap()
+        .request("GET / HTTP/1.1\r\nHost: hub\r\n\r\n");
+    assert_eq!(page.status, 200);
     assert!(
-        switch_core::softether::probe::is_softether_page(body.as_bytes()),
+        switch_core::softether::probe::is_softether_page(page.body.as_bytes()),
         "no probe marker on the hub's page"
     );
 
