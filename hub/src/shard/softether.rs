@@ -51,10 +51,15 @@ use crate::net::{Backend, NetStream};
 /// Plaintext bytes a SoftEther port may hold for its client (queued
 /// batches), besides the hub-wide budget: about 650 full frames.
 const MAX_QUEUED: usize = 1024 * 1024;
-/// Bytes asked of the socket per read.
+/// Bytes asked of the socket per read: from `READ_MIN`, doubling while
+/// reads fill the buffer, up to `READ_CHUNK` (as `pump.rs` does: an idle
+/// session's pending read holds only `READ_MIN`).
 const READ_CHUNK: usize = 256 * 1024;
-/// A writer whose buffers grew past this gives them back once idle.
-const KEEP_BUFFER: usize = 64 * 1024;
+const READ_MIN: usize = 4 * 1024;
+/// A writer that wrote less than this since it last slept (keep-alives, a
+/// trickle of frames) gives its buffers back before sleeping; a busy one
+/// keeps them (see `pump.rs`).
+const LIGHT_WRITE: usize = 4 * 1024;
 
 /// Numbers the `SID-…`/`CID-…` names the client shows (unique per process).
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
@@ -456,13 +461,19 @@ impl<B: Backend> Shard<B> {
     /// Reads the client's data phase and switches its frames, until the
     /// connection ends or breaks the framing.
     async fn softether_reader(&self, conn: &Rc<Conn<B::Stream>>, slot: u32, mut plain: Vec<u8>) {
-        let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+        let mut want = READ_MIN;
+        let mut buf: Vec<u8> = Vec::with_capacity(want);
         loop {
             if !plain.is_empty() && !self.softether_input(slot, conn, &mut plain) {
                 return;
             }
-            if buf.capacity() < READ_CHUNK {
-                buf.reserve_exact(READ_CHUNK);
+            if want == READ_MIN && plain.is_empty() && plain.capacity() > READ_MIN {
+                // Light traffic: keep no buffers between reads.
+                plain = Vec::new();
+                conn.tls.borrow_mut().shrink_idle_input();
+            }
+            if buf.capacity() < want {
+                buf.reserve_exact(want);
             }
             let (res, b) = conn.stream.read(std::mem::take(&mut buf)).await;
             buf = b;
@@ -470,9 +481,19 @@ impl<B: Backend> Shard<B> {
             if n == 0 || conn.closed.get() {
                 return;
             }
+            want = if n >= want {
+                (want * 2).min(READ_CHUNK)
+            } else if n < want / 4 {
+                (want / 2).max(READ_MIN)
+            } else {
+                want
+            };
             let ok = {
                 let mut tls = conn.tls.borrow_mut();
                 tls.feed_buf(&mut buf);
+                if buf.capacity() > 2 * want {
+                    buf = Vec::new();
+                }
                 match tls.read_plaintext(&mut plain) {
                     Ok(r) => !r.closed,
                     Err(e) => {
@@ -574,6 +595,8 @@ impl<B: Backend> Shard<B> {
     async fn softether_write(&self, conn: &Rc<Conn<B::Stream>>, slot: u32) {
         let mut plain: Vec<u8> = Vec::new();
         let mut out: Vec<u8> = Vec::new();
+        // Ciphertext written since the writer last slept.
+        let mut written = 0usize;
         loop {
             let now = Instant::now();
             let deadline = {
@@ -615,6 +638,7 @@ impl<B: Backend> Shard<B> {
                 p.liveness.poll_timeout()
             };
             if !out.is_empty() {
+                written += out.len();
                 let (res, b) = conn.stream.write_all(std::mem::take(&mut out)).await;
                 out = b;
                 out.clear();
@@ -626,10 +650,13 @@ impl<B: Backend> Shard<B> {
             if conn.closed.get() {
                 return;
             }
-            if plain.capacity() > KEEP_BUFFER || out.capacity() > KEEP_BUFFER {
+            if std::mem::take(&mut written) < LIGHT_WRITE {
+                if plain.capacity() + out.capacity() > LIGHT_WRITE {
+                    self.trim.set(true);
+                }
                 plain = Vec::new();
                 out = Vec::new();
-                self.trim.set(true);
+                conn.tls.borrow_mut().shrink_idle();
             }
             conn.sleep_until.set(Some(deadline));
             tokio::select! {
