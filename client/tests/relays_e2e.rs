@@ -512,3 +512,138 @@ fn through_ssh_and_an_ssh_that_exits_is_reconnected() {
     eprintln!("{}", va.proc.output());
     drop(sshd.proc);
 }
+
+// -------------------------------------------------------------- softether --
+
+/// `vnic connect softether://` takes the same relays and trust options as
+/// `https://`: through squid to a hub that speaks SoftEther on its TLS
+/// port (vhub's own), first with a wrong `--pin` (refused, exit 4, one
+/// attempt), then with the right one; ping both ways with a `vhub/1` vnic.
+#[test]
+fn softether_through_squid_with_a_pinned_certificate() {
+    if !require_root("softether_through_squid_with_a_pinned_certificate") {
+        return;
+    }
+    let _lock = TestLock::take();
+    let dir = open_dir();
+    let d = dir.path();
+    // carol may log in from SoftEther: `vhub user add --softether` in a
+    // scratch config, its entry appended to the hub's users file.
+    let pw = d.join("pw");
+    std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
+    let scratch = d.join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let scratch_cfg = scratch.join("vhub.toml");
+    std::fs::write(
+        &scratch_cfg,
+        format!("cert_dir = \"{}\"\n", scratch.display()),
+    )
+    .unwrap();
+    let out = Command::new(vhub_bin())
+        .arg("--config")
+        .arg(&scratch_cfg)
+        .args(["user", "add", "carol", "--softether", "--password-file"])
+        .arg(&pw)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let users = std::fs::read_to_string(scratch.join("users.toml")).unwrap();
+    let carol = &users[users.find("[[user]]").expect("a [[user]] entry")..];
+    assert!(carol.contains("softether_hash"), "{carol}");
+    let hub = Hub::start_custom(d, &d.join("certs"), free_port(), "", "", carol);
+
+    let a = Ns::new("serelay", 'a', 21, 1);
+    let b = Ns::new("serelay", 'b', 21, 2);
+    let vb = Vnic::start(
+        &b,
+        VnicOpts {
+            hub_ip: b.host_ip,
+            port: hub.port,
+            hub: "DEFAULT",
+            user: "alice",
+            password_file: &pw,
+            tap: "vnic0",
+            ip: Some("10.77.0.12/24"),
+            dir: d,
+            extra: vec![],
+        },
+    );
+    vb.wait_connected(T);
+    let s = Setup {
+        _vb: vb,
+        hub,
+        a,
+        b,
+        pw,
+        dir,
+    };
+    let (_squid, port) = squid(&s);
+    let proxy = format!("http://{SQUID_USER}:proxy%20pw@{}:{port}", s.a.host_ip);
+    let start = |tap: &str, pin: &str| {
+        let status_file = s.dir.path().join(format!("se-{tap}.json"));
+        let url = format!("softether://127.0.0.1:{}/DEFAULT", s.hub.port);
+        let bin = vnic_bin().display().to_string();
+        let pw = s.pw.display().to_string();
+        let status = status_file.display().to_string();
+        let argv = [
+            bin.as_str(),
+            "connect",
+            &url,
+            "--user",
+            "carol",
+            "--password-file",
+            &pw,
+            "--tap",
+            tap,
+            "--ip",
+            "10.77.0.11/24",
+            "--proxy",
+            &proxy,
+            "--pin",
+            pin,
+            "--max-backoff",
+            "2s",
+            "--status-file",
+            &status,
+        ];
+        let log = s.dir.path().join(format!("vnic-se-{tap}.log"));
+        Vnic {
+            proc: s.a.spawn(&format!("vnic softether {tap}"), &argv, &log),
+            status_file,
+            tap: tap.into(),
+        }
+    };
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    let mut v = start("se0", &wrong);
+    let status = v.proc.wait_exit(T).expect("vnic gives up at once");
+    let out = v.proc.output();
+    assert_eq!(status.code(), Some(4), "{out}");
+    assert!(out.contains("not the pinned one"), "{out}");
+    assert_eq!(out.matches("connecting to").count(), 1, "{out}");
+    drop(v);
+
+    let va = start("se1", &s.hub.fingerprint());
+    va.wait_connected(T);
+    let out = va.proc.output();
+    assert!(out.contains("SoftEther session"), "{out}");
+    let st = va.status().unwrap();
+    assert!(
+        st["relay"]
+            .as_str()
+            .unwrap()
+            .starts_with("via http://proxyuser:***@"),
+        "{st}"
+    );
+    s.ping_both_ways();
+    let sessions = s.hub.ctl(&["sessions"]);
+    let text = String::from_utf8_lossy(&sessions.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.contains("carol") && l.contains("softether")),
+        "{text}"
+    );
+}
