@@ -1,0 +1,240 @@
+#!/usr/bin/env python3
+"""Latency budget of one ping through the hub, hop by hop.
+
+    sudo bench/e2e/latency.py [--count 200] [--interval 0.01] [--no-build] [--debug]
+                              [--io-backend auto] [--hub-arg ARG]... [--json FILE]
+
+The same namespaces as bench/e2e/e2e.py (prefix "lat"): vnic a in lat-a,
+the hub in lat-h, vnic b in lat-b, TAP devices named ta and tb so that the
+kernel's events name them apart. While `ping -i INTERVAL` runs from a to b,
+`perf record -a` takes the scheduler's wake-ups and switches and the
+network stack's per-device events (net_dev_queue: a packet handed to a
+device; netif_rx / netif_receive_skb: a packet received from one). Every
+echo is then followed along its path, each step the first matching event
+after the previous one:
+
+  request  queue ta (ping's packet into a's TAP) -> wake vnic a -> vnic a runs
+           -> queue lat-ah (its TLS record leaves a) -> wake hub -> hub runs
+           -> queue lat-hb -> wake vnic b -> vnic b runs -> rx tb (into b's TAP)
+  reply    queue tb -> wake vnic b -> runs -> queue lat-bh -> wake hub -> runs
+           -> queue lat-ha -> wake vnic a -> runs -> rx ta -> wake ping -> ping runs
+
+A wake-up of a thread that is already on a CPU is not waited for: that
+step takes 0. The table gives each step's median, p90 and max over the
+echoes, grouped into hops, next to ping's own RTT figures of the same run.
+Tracing adds a few microseconds per event; the sum is an upper bound of
+the untraced path. Nothing is asserted: this is a measurement.
+"""
+import argparse, json, os, re, statistics, subprocess, sys, tempfile, time
+
+sys.dont_write_bytecode = True
+import e2e  # noqa: E402
+
+EVENTS = ["sched:sched_wakeup", "sched:sched_switch", "net:net_dev_queue", "net:netif_rx",
+          "net:netif_receive_skb"]
+
+
+def tids(pid):
+    """The thread ids of a process."""
+    try:
+        return {int(t) for t in os.listdir(f"/proc/{pid}/task")}
+    except FileNotFoundError:
+        return set()
+
+
+LINE = re.compile(r"^\s*(?P<comm>.+?)\s+(?P<tid>\d+)\s+\[(?P<cpu>\d+)\]\s+(?P<ts>[\d.]+):\s+(?P<ev>[\w:]+):\s*(?P<rest>.*)$")
+
+
+def parse(text):
+    """perf script lines -> (time in us, event, fields dict)."""
+    out = []
+    for line in text.splitlines():
+        m = LINE.match(line)
+        if not m:
+            continue
+        ev = m["ev"].split(":")[-1]
+        rest = m["rest"]
+        f = {"tid": int(m["tid"])}
+        if ev == "sched_switch":
+            nm = re.search(r"next_pid=(\d+)", rest)
+            pm = re.search(r"prev_pid=(\d+)", rest)
+            if not nm or not pm:
+                continue
+            f.update(next=int(nm[1]), prev=int(pm[1]))
+        elif ev == "sched_wakeup":
+            pm = re.search(r"pid=(\d+)", rest)
+            if not pm:
+                continue
+            f.update(pid=int(pm[1]))
+        else:
+            dm = re.search(r"dev=(\S+)", rest)
+            lm = re.search(r"len=(\d+)", rest)
+            if not dm:
+                continue
+            f.update(dev=dm[1], len=int(lm[1]) if lm else 0)
+        out.append((float(m["ts"]) * 1e6, ev, f))
+    return out
+
+
+def steps(who):
+    """The path of one echo: (label, kind, argument) per step; `who` maps
+    roles to thread-id sets."""
+    def proc(role):
+        return [(f"wake {role}", "wake", who[role]), (f"{role} runs", "run", who[role])]
+    return ([("queue ta (request)", "queue", ("ta", 98))] + proc("vnic a")
+            + [(f"queue {e2e.dev('ah')}", "queue", (e2e.dev("ah"), 0))] + proc("hub")
+            + [(f"queue {e2e.dev('hb')}", "queue", (e2e.dev("hb"), 0))] + proc("vnic b")
+            + [("rx tb", "rx", "tb"), ("queue tb (reply)", "queue", ("tb", 98))] + proc("vnic b")
+            + [(f"queue {e2e.dev('bh')}", "queue", (e2e.dev("bh"), 0))] + proc("hub")
+            + [(f"queue {e2e.dev('ha')}", "queue", (e2e.dev("ha"), 0))] + proc("vnic a")
+            + [("rx ta", "rx", "ta")] + proc("ping"))
+
+
+def follow(events, path):
+    """Each echo's time at every step, and the thread that made each
+    step's event (echoes the trace lost are left out)."""
+    running = set()
+    echoes = []
+    i, n = 0, len(events)
+    while i < n:
+        t, ev, f = events[i]
+        if ev == "sched_switch":
+            running.discard(f["prev"])
+            running.add(f["next"])
+        if not (ev == "net_dev_queue" and f["dev"] == "ta" and f["len"] == 98):
+            i += 1
+            continue
+        times, threads, j, ok = [t], [f["tid"]], i + 1, True
+        run = set(running)
+        for label, kind, arg in path[1:]:
+            if kind in ("wake", "run") and run & arg:
+                times.append(times[-1])  # already on a CPU
+                threads.append(threads[-1])
+                continue
+            while j < n:
+                tj, evj, fj = events[j]
+                if evj == "sched_switch":
+                    run.discard(fj["prev"])
+                    run.add(fj["next"])
+                j += 1
+                if kind == "wake" and evj == "sched_wakeup" and fj["pid"] in arg:
+                    break
+                if kind == "run" and evj == "sched_switch" and fj["next"] in arg:
+                    break
+                if kind == "queue" and evj == "net_dev_queue" and fj["dev"] == arg[0] \
+                        and (arg[1] == 0 or fj["len"] == arg[1]):
+                    break
+                if kind == "rx" and evj in ("netif_rx", "netif_receive_skb") and fj["dev"] == arg:
+                    break
+                if tj - t > 50_000:  # 50 ms: this echo was lost in the trace
+                    ok = False
+                    break
+            else:
+                ok = False
+            if not ok:
+                break
+            times.append(tj)
+            threads.append(fj["tid"] if kind in ("queue", "rx") else
+                           fj.get("pid") if kind == "wake" else fj["next"])
+        if ok:
+            echoes.append((times, threads))
+        i += 1
+    return echoes
+
+
+def pct(v, p):
+    v = sorted(v)
+    return v[min(len(v) - 1, int(p / 100 * len(v)))]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--count", type=int, default=200)
+    ap.add_argument("--interval", type=float, default=0.01)
+    ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--debug", action="store_true")
+    ap.add_argument("--io-backend", default="auto")
+    ap.add_argument("--hub-config", default="", help="extra top-level lines for the hub's config")
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("needs root (namespaces, TAP devices, perf)")
+    e2e.set_prefix("lat")
+    profile = "debug" if args.debug else "release"
+    if not args.no_build:
+        subprocess.run(["cargo", "build", "-p", "hub", "-p", "client"] + ([] if args.debug else ["--release"]),
+                       check=True, cwd=e2e.ROOT)
+    vhub = os.path.join(e2e.ROOT, "target", profile, "vhub")
+    vnic = os.path.join(e2e.ROOT, "target", profile, "vnic")
+    tmp = tempfile.mkdtemp(prefix="vhub-latency-")
+    try:
+        e2e.setup_net()
+        cfg = os.path.join(tmp, "vhub.toml")
+        with open(cfg, "w") as f:
+            f.write(f'listen = "0.0.0.0:{e2e.PORT}"\nmetrics_listen = "127.0.0.1:9750"\ncert_dir = "{tmp}/certs"\n'
+                    f'io_backend = "{args.io_backend}"\n{args.hub_config}\n[[hub]]\nname = "DEFAULT"\nanonymous = true\n')
+        subprocess.run([vhub, "cert", "generate", "--cert-dir", f"{tmp}/certs", "--ip", "10.99.1.1",
+                        "--ip", "10.99.2.1"], check=True, capture_output=True)
+        hub = e2e.spawn([vhub, "--config", cfg], ns=e2e.NS["h"], log=open(f"{tmp}/hub.log", "w"))
+        e2e.wait_for(lambda: os.path.exists(f"{tmp}/certs/ca.crt"), "the hub's certificate")
+        time.sleep(0.5)
+        vnics = {}
+        for side, net, ip in (("a", 1, "10.77.0.1/24"), ("b", 2, "10.77.0.2/24")):
+            vnics[side] = e2e.spawn([vnic, "connect", f"https://10.99.{net}.1:{e2e.PORT}/DEFAULT",
+                                     "--tap", f"t{side}", "--ip", ip, "--ca", f"{tmp}/certs/ca.crt"],
+                                    ns=e2e.NS[side], log=open(f"{tmp}/vnic-{side}.log", "w"))
+        e2e.wait_for(lambda: e2e.sh(["ping", "-c", "1", "-W", "1", "10.77.0.2"], ns=e2e.NS["a"], check=False,
+                                    capture=True).returncode == 0, "ping through the hub", timeout=30)
+        # Warm: ARP resolved both ways, buffers allocated.
+        e2e.sh(["ping", "-c", "20", "-i", "0.01", "-q", "10.77.0.2"], ns=e2e.NS["a"], capture=True)
+        data = f"{tmp}/perf.data"
+        ping_out = f"{tmp}/ping.txt"
+        cmd = ["perf", "record", "-q", "-a", "-o", data]
+        for e in EVENTS:
+            cmd += ["-e", e]
+        cmd += ["--", "sh", "-c", f"ip netns exec {e2e.NS['a']} ping -c {args.count} -i {args.interval} "
+                f"10.77.0.2 > {ping_out}"]
+        who = {"vnic a": tids(vnics["a"].pid), "vnic b": tids(vnics["b"].pid), "hub": tids(hub.pid)}
+        subprocess.run(cmd, check=True, capture_output=True)
+        script = subprocess.run(["perf", "script", "-i", data, "-F", "comm,tid,cpu,time,event,trace"],
+                                check=True, capture_output=True, text=True).stdout
+        ping_text = open(ping_out).read()
+        events = parse(script)
+        # ping's threads: whatever ran under the comm "ping" in the trace.
+        who["ping"] = {int(m[1]) for m in re.finditer(r"next_comm=ping next_pid=(\d+)", script)}
+        path = steps(who)
+        echoes = follow(events, path)
+        if not echoes:
+            sys.exit(f"no echo could be followed in the trace ({len(events)} events); see {tmp}")
+        # Which shard read each TLS record and which wrote it on: the
+        # hub thread that woke, and the one that queued on the far veth.
+        labels = [p[0] for p in path]
+        hops = [(labels.index("hub runs"), labels.index(f"queue {e2e.dev('hb')}")),
+                (len(labels) - 1 - labels[::-1].index("hub runs"), labels.index(f"queue {e2e.dev('ha')}"))]
+        crossed = [sum(1 for _, th in echoes if th[r] != th[w]) for r, w in hops]
+        rows = []
+        for k in range(1, len(path)):
+            d = [e[k] - e[k - 1] for e, _ in echoes]
+            rows.append((path[k][0], statistics.median(d), pct(d, 90), max(d)))
+        total = [e[-1] - e[0] for e, _ in echoes]
+        rtt = re.search(r"rtt min/avg/max/mdev = ([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+)", ping_text)
+        print(f"{len(echoes)} of {args.count} echoes followed; {len(events)} events; logs in {tmp}")
+        print(f"{'step (time since the previous one)':<34} {'median us':>10} {'p90 us':>8} {'max us':>8}")
+        for label, med, p90, mx in rows:
+            print(f"{label:<34} {med:>10.1f} {p90:>8.1f} {mx:>8.1f}")
+        print(f"{'sum: ta queue -> ping runs':<34} {statistics.median(total):>10.1f} {pct(total, 90):>8.1f} "
+              f"{max(total):>8.1f}")
+        print(f"cross-shard hand-offs: request {crossed[0]} of {len(echoes)}, reply {crossed[1]} of {len(echoes)}")
+        if rtt:
+            print(f"ping's own RTT (traced run): min/avg/max/mdev {rtt[1]}/{rtt[2]}/{rtt[3]}/{rtt[4]} ms")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"steps": rows, "total": [statistics.median(total), pct(total, 90), max(total)],
+                           "rtt": rtt.groups() if rtt else None, "echoes": len(echoes),
+                           "cross_shard": crossed}, f, indent=1)
+    finally:
+        e2e.cleanup()
+
+
+if __name__ == "__main__":
+    main()
