@@ -31,7 +31,8 @@ sys.dont_write_bytecode = True
 import e2e  # noqa: E402
 
 EVENTS = ["sched:sched_wakeup", "sched:sched_switch", "net:net_dev_queue", "net:netif_rx",
-          "net:netif_receive_skb"]
+          "net:netif_receive_skb", "net:netif_receive_skb_list_entry"]
+RX = ("netif_rx", "netif_receive_skb", "netif_receive_skb_list_entry")
 
 
 def tids(pid):
@@ -58,9 +59,12 @@ def parse(text):
         if ev == "sched_switch":
             nm = re.search(r"next_pid=(\d+)", rest)
             pm = re.search(r"prev_pid=(\d+)", rest)
+            sm = re.search(r"prev_state=(\S+)", rest)
             if not nm or not pm:
                 continue
-            f.update(next=int(nm[1]), prev=int(pm[1]))
+            # A thread switched out in state R was preempted: it stays
+            # runnable and gets no wake-up.
+            f.update(next=int(nm[1]), prev=int(pm[1]), preempted=bool(sm and sm[1].startswith("R")))
         elif ev == "sched_wakeup":
             pm = re.search(r"pid=(\d+)", rest)
             if not pm:
@@ -80,7 +84,7 @@ def steps(who):
     """The path of one echo: (label, kind, argument) per step; `who` maps
     roles to thread-id sets."""
     def proc(role):
-        return [(f"wake {role}", "wake", who[role]), (f"{role} runs", "run", who[role])]
+        return [(f"wake {role}", "wake", who.get(role)), (f"{role} runs", "run", who.get(role))]
     return ([("queue ta (request)", "queue", ("ta", 98))] + proc("vnic a")
             + [(f"queue {e2e.dev('ah')}", "queue", (e2e.dev("ah"), 0))] + proc("hub")
             + [(f"queue {e2e.dev('hb')}", "queue", (e2e.dev("hb"), 0))] + proc("vnic b")
@@ -90,32 +94,49 @@ def steps(who):
             + [("rx ta", "rx", "ta")] + proc("ping"))
 
 
+class Threads:
+    """Which threads are on a CPU, and which are runnable without one
+    (woken, or preempted): neither needs a wake-up."""
+
+    def __init__(self, other=None):
+        self.on = set(other.on) if other else set()
+        self.ready = set(other.ready) if other else set()
+
+    def see(self, ev, f):
+        if ev == "sched_switch":
+            self.on.discard(f["prev"])
+            if f["preempted"]:
+                self.ready.add(f["prev"])
+            self.on.add(f["next"])
+            self.ready.discard(f["next"])
+        elif ev == "sched_wakeup":
+            self.ready.add(f["pid"])
+
+
 def follow(events, path):
     """Each echo's time at every step, and the thread that made each
     step's event (echoes the trace lost are left out)."""
-    running = set()
+    state = Threads()
     echoes = []
     i, n = 0, len(events)
     while i < n:
         t, ev, f = events[i]
-        if ev == "sched_switch":
-            running.discard(f["prev"])
-            running.add(f["next"])
+        state.see(ev, f)
         if not (ev == "net_dev_queue" and f["dev"] == "ta" and f["len"] == 98):
             i += 1
             continue
         times, threads, j, ok = [t], [f["tid"]], i + 1, True
-        run = set(running)
+        run = Threads(state)
         for label, kind, arg in path[1:]:
-            if kind in ("wake", "run") and run & arg:
-                times.append(times[-1])  # already on a CPU
+            if arg is None:
+                arg = {threads[0]}  # ping: the thread that sent the echo
+            if (kind == "wake" and (run.on | run.ready) & arg) or (kind == "run" and run.on & arg):
+                times.append(times[-1])  # already runnable / on a CPU
                 threads.append(threads[-1])
                 continue
             while j < n:
                 tj, evj, fj = events[j]
-                if evj == "sched_switch":
-                    run.discard(fj["prev"])
-                    run.add(fj["next"])
+                run.see(evj, fj)
                 j += 1
                 if kind == "wake" and evj == "sched_wakeup" and fj["pid"] in arg:
                     break
@@ -124,10 +145,10 @@ def follow(events, path):
                 if kind == "queue" and evj == "net_dev_queue" and fj["dev"] == arg[0] \
                         and (arg[1] == 0 or fj["len"] == arg[1]):
                     break
-                if kind == "rx" and evj in ("netif_rx", "netif_receive_skb") and fj["dev"] == arg:
+                if kind == "rx" and evj in RX and fj["dev"] == arg:
                     break
-                if tj - t > 50_000:  # 50 ms: this echo was lost in the trace
-                    ok = False
+                if evj == "net_dev_queue" and fj["dev"] == "ta" and fj["len"] == 98:
+                    ok = False  # the next echo began: this one was lost in the trace
                     break
             else:
                 ok = False
@@ -200,8 +221,6 @@ def main():
                                 check=True, capture_output=True, text=True).stdout
         ping_text = open(ping_out).read()
         events = parse(script)
-        # ping's threads: whatever ran under the comm "ping" in the trace.
-        who["ping"] = {int(m[1]) for m in re.finditer(r"next_comm=ping next_pid=(\d+)", script)}
         path = steps(who)
         echoes = follow(events, path)
         if not echoes:
