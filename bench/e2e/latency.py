@@ -211,7 +211,7 @@ def main():
         data = f"{tmp}/perf.data"
         ping_out = f"{tmp}/ping.txt"
         cmd = ["perf", "record", "-q", "-a", "-o", data]
-        for e in EVENTS:
+        for e in EVENTS + [e for e in os.environ.get("LATENCY_EXTRA_EVENTS", "").split(",") if e]:
             cmd += ["-e", e]
         cmd += ["--", "sh", "-c", f"ip netns exec {e2e.NS['a']} ping -c {args.count} -i {args.interval} "
                 f"10.77.0.2 > {ping_out}"]

@@ -219,23 +219,28 @@ impl<B: Backend> Shard<B> {
                         Ok(admitted) => hs.accept(&welcome(admitted, &login)),
                         Err(code) => hs.refuse(*code),
                     };
-                    if let Err(e) = answer {
+                    if let Err(e) = &answer {
                         // Only a bug makes an unsendable welcome.
                         info!(%peer, "SoftEther login not answered: {e}");
-                        self.close_tls(stream, &mut tls).await;
-                        return None;
                     }
-                    let sent = self.send_handshake(stream, &mut tls, &mut hs).await;
+                    let sent =
+                        answer.is_ok() && self.send_handshake(stream, &mut tls, &mut hs).await;
                     match decided {
                         Ok(mut admitted) if sent && hs.state() == ServerState::Established => {
                             admitted.plain = plain;
                             return Some((tls, admitted));
                         }
-                        _ => {
-                            self.close_tls(stream, &mut tls).await;
-                            return None;
-                        }
+                        // Admitted, but the welcome did not go out (the
+                        // deadline or the client cut the connection): give
+                        // the user's place back.
+                        Ok(admitted) => self
+                            .ctx
+                            .admission
+                            .remove_user_session(admitted.hub, &admitted.user),
+                        Err(_) => {}
                     }
+                    self.close_tls(stream, &mut tls).await;
+                    return None;
                 }
                 Some(ServerEvent::AdditionalConnect(_)) => {
                     // One connection per session, and no session outlives
@@ -674,10 +679,10 @@ impl<B: Backend> Shard<B> {
 /// the admitted timeout; names as SoftEther makes them.
 fn welcome(admitted: &Admitted, login: &Login) -> Welcome {
     let n = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
-    let name = if admitted.user.is_empty() {
-        login.user.to_uppercase()
-    } else {
-        admitted.user.to_uppercase()
+    let name = match (admitted.user.as_str(), login.user.as_str()) {
+        ("", "") => "ANONYMOUS".to_owned(),
+        ("", typed) => typed.to_uppercase(),
+        (user, _) => user.to_uppercase(),
     };
     let k32 = u32::from_le_bytes(random());
     let mut w = Welcome::new(format!("SID-{name}-{n}"), format!("CID-{n}"), random(), k32);
