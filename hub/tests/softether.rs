@@ -209,9 +209,9 @@ fn a_softether_client_and_a_vhub_client_switch_frames_through_the_hub() {
     // The SoftEther session ends with its connection: no resume.
     drop(se);
     assert!(
-        wait_for(T, || hub.metric(
-            "vhub_sessions_by_protocol{protocol=\"softether\"}"
-        ) == 0.0),
+        wait_for(T, || hub
+            .metric("vhub_sessions_by_protocol{protocol=\"softether\"}")
+            == 0.0),
         "the SoftEther session outlived its connection"
     );
     assert_eq!(hub.metric("vhub_sessions_detached{hub=\"DEFAULT\"}"), 0.0);
@@ -344,7 +344,10 @@ fn broken_framing_ends_only_that_connection_and_a_stalled_reader_costs_bounded_m
     se.raw.send(&odd).unwrap();
     let hello = frame([0xff; 6], SE_MAC, b"still here");
     se.send(&hello.as_slice().chunks(hello.len()).collect::<Vec<_>>());
-    assert!(receives(&mut pair.a, 0, &hello, T), "the connection was kept");
+    assert!(
+        receives(&mut pair.a, 0, &hello, T),
+        "the connection was kept"
+    );
     assert!(hub.metric("vhub_frames_dropped_total{reason=\"too_long\"}") >= 1.0);
 
     // The SoftEther client stops reading while the pair floods frames at
@@ -360,7 +363,9 @@ fn broken_framing_ends_only_that_connection_and_a_stalled_reader_costs_bounded_m
     let sent = send_many(&mut pair.a, flood);
     assert_eq!(sent, 20_000);
     assert!(
-        wait_for(T, || hub.metric("vhub_frames_dropped_total{reason=\"queue_full\"}") > 0.0),
+        wait_for(T, || hub
+            .metric("vhub_frames_dropped_total{reason=\"queue_full\"}")
+            > 0.0),
         "a reader that stopped must cost drops, not memory"
     );
     let buffered = hub.metric("vhub_buffered_bytes");
@@ -382,4 +387,23 @@ fn broken_framing_ends_only_that_connection_and_a_stalled_reader_costs_bounded_m
         .collect();
     assert!(seqs.len() >= 100, "{} frames arrived", seqs.len());
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "out of order");
+}
+
+#[test]
+fn an_anonymous_hub_takes_anonymous_softether_logins() {
+    let hub = start_hub(1, true, |_| {});
+    let se = SeClient::login(hub.addr(), "DEFAULT", "guest", ClientAuth::Anonymous, false)
+        .expect("an anonymous login on an anonymous hub");
+    assert!(
+        se.welcome.session_name.starts_with("SID-GUEST-"),
+        "{}",
+        se.welcome.session_name
+    );
+    // A password is still checked where one is given.
+    let wrong = SeClient::login(hub.addr(), "DEFAULT", "alice", password("alice", "x"), false);
+    assert_eq!(refusal(wrong), ErrorCode::AuthFailed);
+    assert_eq!(
+        hub.metric("vhub_sessions_by_protocol{protocol=\"softether\"}"),
+        1.0
+    );
 }
