@@ -33,6 +33,58 @@ const LIGHT_WRITE: usize = 4 * 1024;
 /// Buffers this large given back by a quiet writer are worth a trim.
 const TRIM_AFTER_FREEING: usize = 64 * 1024;
 
+/// The socket side of a connection's reader: reads of `READ_MIN` bytes
+/// that double while they come back full, up to `READ_CHUNK`, and halve
+/// when traffic is light, each fed to the connection's TLS.
+pub(super) struct Reader {
+    want: usize,
+    buf: Vec<u8>,
+}
+
+impl Reader {
+    pub(super) fn new() -> Self {
+        Reader {
+            want: READ_MIN,
+            buf: Vec::with_capacity(READ_MIN),
+        }
+    }
+
+    /// Whether reads are at their smallest (light traffic: the caller
+    /// keeps no buffers between reads).
+    pub(super) fn is_light(&self) -> bool {
+        self.want == READ_MIN
+    }
+
+    /// Reads once from the socket into the connection's TLS input; false
+    /// at end of stream, on an error, or once the connection is closed.
+    pub(super) async fn read_into_tls<S: NetStream>(&mut self, conn: &Conn<S>) -> bool {
+        if self.buf.capacity() < self.want {
+            self.buf.reserve_exact(self.want);
+        }
+        let (res, b) = conn.stream.read(std::mem::take(&mut self.buf)).await;
+        self.buf = b;
+        let n: usize = res.unwrap_or_default();
+        if n == 0 || conn.closed.get() {
+            return false;
+        }
+        let want = self.want;
+        self.want = if n >= want {
+            (want * 2).min(READ_CHUNK)
+        } else if n < want / 4 {
+            (want / 2).max(READ_MIN)
+        } else {
+            want
+        };
+        // Swapped into TLS, not copied, when it has nothing unread; `buf`
+        // comes back with the previous input buffer.
+        conn.tls.borrow_mut().feed_buf(&mut self.buf);
+        if self.buf.capacity() > 2 * self.want {
+            self.buf = Vec::new();
+        }
+        true
+    }
+}
+
 impl<B: Backend> Shard<B> {
     pub(super) async fn run_connection(self: Rc<Self>, stream: B::Stream, tls: TlsConn, slot: u32) {
         let conn = {
@@ -56,36 +108,15 @@ impl<B: Backend> Shard<B> {
         };
         B::spawn(self.clone().writer(conn.clone(), slot));
         conn.wake.notify_one(); // send the 101 and whatever waits
-        let mut want = READ_MIN;
-        let mut buf: Vec<u8> = Vec::with_capacity(want);
+        let mut reader = Reader::new();
         // The reader's side of the pump: plaintext waiting for the session.
         let mut pump = Pump::new();
         loop {
-            if buf.capacity() < want {
-                buf.reserve_exact(want);
-            }
-            let (res, b) = conn.stream.read(std::mem::take(&mut buf)).await;
-            buf = b;
-            let n: usize = res.unwrap_or_default();
-            if n == 0 || conn.closed.get() {
+            if !reader.read_into_tls(&conn).await {
                 break;
             }
-            // Grow while reads fill the buffer; shrink when traffic is light.
-            want = if n >= want {
-                (want * 2).min(READ_CHUNK)
-            } else if n < want / 4 {
-                (want / 2).max(READ_MIN)
-            } else {
-                want
-            };
             let tls_ok = {
                 let mut tls = conn.tls.borrow_mut();
-                // Swapped into TLS, not copied, when it has nothing unread;
-                // `buf` comes back with the previous input buffer.
-                tls.feed_buf(&mut buf);
-                if buf.capacity() > 2 * want {
-                    buf = Vec::new();
-                }
                 match pump.decrypt(&mut *tls) {
                     Ok(closed) => !closed,
                     Err(e) => {
@@ -97,7 +128,7 @@ impl<B: Backend> Shard<B> {
             if !pump.plaintext().is_empty() && !self.process_input(slot, &conn, &mut pump) {
                 break;
             }
-            if want == READ_MIN {
+            if reader.is_light() {
                 // Light traffic: keep no buffers between reads.
                 pump.shrink_input();
                 conn.tls.borrow_mut().shrink_idle_input();

@@ -43,6 +43,7 @@ use tracing::{debug, info};
 use super::admit::{handshake_of, random_token};
 use super::deliver::Ingress;
 use super::front::HandshakeGuard;
+use super::pump::Reader;
 use super::{is_current, Conn, Endpoint, Shard};
 use crate::auth::AuthResult;
 use crate::metrics::Handshake;
@@ -51,11 +52,6 @@ use crate::net::{Backend, NetStream};
 /// Plaintext bytes a SoftEther port may hold for its client (queued
 /// batches), besides the hub-wide budget: about 650 full frames.
 const MAX_QUEUED: usize = 1024 * 1024;
-/// Bytes asked of the socket per read: from `READ_MIN`, doubling while
-/// reads fill the buffer, up to `READ_CHUNK` (as `pump.rs` does: an idle
-/// session's pending read holds only `READ_MIN`).
-const READ_CHUNK: usize = 256 * 1024;
-const READ_MIN: usize = 4 * 1024;
 /// A writer that wrote less than this since it last slept (keep-alives, a
 /// trickle of frames) gives its buffers back before sleeping; a busy one
 /// keeps them (see `pump.rs`).
@@ -466,39 +462,21 @@ impl<B: Backend> Shard<B> {
     /// Reads the client's data phase and switches its frames, until the
     /// connection ends or breaks the framing.
     async fn softether_reader(&self, conn: &Rc<Conn<B::Stream>>, slot: u32, mut plain: Vec<u8>) {
-        let mut want = READ_MIN;
-        let mut buf: Vec<u8> = Vec::with_capacity(want);
+        let mut reader = Reader::new();
         loop {
             if !plain.is_empty() && !self.softether_input(slot, conn, &mut plain) {
                 return;
             }
-            if want == READ_MIN && plain.is_empty() && plain.capacity() > READ_MIN {
+            if reader.is_light() && plain.is_empty() && plain.capacity() > 4096 {
                 // Light traffic: keep no buffers between reads.
                 plain = Vec::new();
                 conn.tls.borrow_mut().shrink_idle_input();
             }
-            if buf.capacity() < want {
-                buf.reserve_exact(want);
-            }
-            let (res, b) = conn.stream.read(std::mem::take(&mut buf)).await;
-            buf = b;
-            let n: usize = res.unwrap_or_default();
-            if n == 0 || conn.closed.get() {
+            if !reader.read_into_tls(conn).await {
                 return;
             }
-            want = if n >= want {
-                (want * 2).min(READ_CHUNK)
-            } else if n < want / 4 {
-                (want / 2).max(READ_MIN)
-            } else {
-                want
-            };
             let ok = {
                 let mut tls = conn.tls.borrow_mut();
-                tls.feed_buf(&mut buf);
-                if buf.capacity() > 2 * want {
-                    buf = Vec::new();
-                }
                 match tls.read_plaintext(&mut plain) {
                     Ok(r) => !r.closed,
                     Err(e) => {
