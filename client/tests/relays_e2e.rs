@@ -77,10 +77,18 @@ struct Setup {
 
 impl Setup {
     fn new(test: &str, id: u8) -> Setup {
+        Self::with_users(test, id, |_, _| String::new())
+    }
+
+    /// As `new`, with `users(dir, password file)` appended to the hub's
+    /// users file.
+    fn with_users(test: &str, id: u8, users: impl FnOnce(&Path, &Path) -> String) -> Setup {
         let dir = open_dir();
         let pw = dir.path().join("pw");
         std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
-        let hub = Hub::start(dir.path(), &dir.path().join("certs"));
+        let extra = users(dir.path(), &pw);
+        let d = dir.path();
+        let hub = Hub::start_custom(d, &d.join("certs"), free_port(), "", "", &extra);
         let a = Ns::new(test, 'a', id, 1);
         let b = Ns::new(test, 'b', id, 2);
         let vb = Vnic::start(
@@ -525,62 +533,31 @@ fn softether_through_squid_with_a_pinned_certificate() {
         return;
     }
     let _lock = TestLock::take();
-    let dir = open_dir();
-    let d = dir.path();
     // carol may log in from SoftEther: `vhub user add --softether` in a
     // scratch config, its entry appended to the hub's users file.
-    let pw = d.join("pw");
-    std::fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
-    let scratch = d.join("scratch");
-    std::fs::create_dir_all(&scratch).unwrap();
-    let scratch_cfg = scratch.join("vhub.toml");
-    std::fs::write(
-        &scratch_cfg,
-        format!("cert_dir = \"{}\"\n", scratch.display()),
-    )
-    .unwrap();
-    let out = Command::new(vhub_bin())
-        .arg("--config")
-        .arg(&scratch_cfg)
-        .args(["user", "add", "carol", "--softether", "--password-file"])
-        .arg(&pw)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let users = std::fs::read_to_string(scratch.join("users.toml")).unwrap();
-    let carol = &users[users.find("[[user]]").expect("a [[user]] entry")..];
-    assert!(carol.contains("softether_hash"), "{carol}");
-    let hub = Hub::start_custom(d, &d.join("certs"), free_port(), "", "", carol);
-
-    let a = Ns::new("serelay", 'a', 21, 1);
-    let b = Ns::new("serelay", 'b', 21, 2);
-    let vb = Vnic::start(
-        &b,
-        VnicOpts {
-            hub_ip: b.host_ip,
-            port: hub.port,
-            hub: "DEFAULT",
-            user: "alice",
-            password_file: &pw,
-            tap: "vnic0",
-            ip: Some("10.77.0.12/24"),
-            dir: d,
-            extra: vec![],
-        },
-    );
-    vb.wait_connected(T);
-    let s = Setup {
-        _vb: vb,
-        hub,
-        a,
-        b,
-        pw,
-        dir,
-    };
+    let s = Setup::with_users("serelay", 21, |d, pw| {
+        let scratch = d.join("scratch");
+        std::fs::create_dir_all(&scratch).unwrap();
+        let scratch_cfg = scratch.join("vhub.toml");
+        let cfg = format!("cert_dir = \"{}\"\n", scratch.display());
+        std::fs::write(&scratch_cfg, cfg).unwrap();
+        let out = Command::new(vhub_bin())
+            .arg("--config")
+            .arg(&scratch_cfg)
+            .args(["user", "add", "carol", "--softether", "--password-file"])
+            .arg(pw)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let users = std::fs::read_to_string(scratch.join("users.toml")).unwrap();
+        let carol = users[users.find("[[user]]").expect("a [[user]] entry")..].to_owned();
+        assert!(carol.contains("softether_hash"), "{carol}");
+        carol
+    });
     let (_squid, port) = squid(&s);
     let proxy = format!("http://{SQUID_USER}:proxy%20pw@{}:{port}", s.a.host_ip);
     let start = |tap: &str, pin: &str| {
