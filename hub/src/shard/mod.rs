@@ -470,7 +470,7 @@ impl<B: Backend> Shard<B> {
         }
         if s.is_softether() {
             // No resume in SoftEther: the client logs in again.
-            debug!(session = %s.token.short(), "SoftEther connection lost; session ended");
+            info!(session = %s.token.short(), user = %s.user, peer = %s.peer, hub = %self.sb.hubs[s.hub].name(), protocol = "softether", "session closed: connection ended (SoftEther has no resume)");
             self.remove_slot(st, slot);
             return;
         }
