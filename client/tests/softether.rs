@@ -16,136 +16,28 @@
 //!
 //! The Debian packages keep their state in /var/lib/softether (hard-coded),
 //! so each daemon runs under `unshare -m` with the test's directories bound
-//! over /var/lib and /var/log: nothing of the host's is read or written.
-//! The server starts with its default listeners (443, 992, 1194, 5555);
+//! over /var/lib and /var/log: nothing of the host's is read or written
+//! (`common/softether.rs`, shared with the hub's SoftEther test
+//! `softether_hub.rs`). The server starts with its default listeners (443, 992, 1194, 5555);
 //! the test adds PORT through 5555 and deletes the four defaults at once.
 //! Both daemons fork a watchdog: every process is stopped by its PID.
 
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use common::softether::*;
 use common::*;
 
 const T: Duration = Duration::from_secs(30);
-const VPNCMD: &str = "/usr/libexec/softether/vpncmd/vpncmd";
 const HUB: &str = "TEST";
 const USER: &str = "u";
 const PASSWORD: &str = "se-secret";
 
-/// A SoftEther daemon (`vpnserver` or `vpnclient`, `execsvc`) in a mount
-/// namespace of its own; stopped with the watchdog's children by PID.
-struct Daemon {
-    proc: Proc,
-}
-
-impl Daemon {
-    /// Runs `binary execsvc` with `state` bound over /var/lib and /var/log,
-    /// in `ns` (or the root namespace).
-    fn start(label: &str, binary: &str, state: &Path, ns: Option<&Ns>) -> Daemon {
-        // The watchdog's child, orphaned when the watchdog stops, comes
-        // to this process to be reaped (not to a PID 1 that may not reap).
-        // SAFETY: prctl with an integer argument; affects this process only.
-        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) };
-        for d in ["lib/softether", "log/softether"] {
-            std::fs::create_dir_all(state.join(d)).unwrap();
-        }
-        let script = format!(
-            "mount --make-rprivate / && mount --bind {s}/lib /var/lib && \
-             mount --bind {s}/log /var/log && exec {binary} execsvc",
-            s = state.display()
-        );
-        let args = ["unshare", "-m", "sh", "-c", &script];
-        let log = state.join(format!("{label}.out"));
-        let proc = match ns {
-            Some(ns) => ns.spawn(label, &args, &log),
-            None => {
-                let f = std::fs::File::create(&log).unwrap();
-                let child = Command::new(args[0])
-                    .args(&args[1..])
-                    .stdin(std::process::Stdio::null())
-                    .stdout(f.try_clone().unwrap())
-                    .stderr(f)
-                    .spawn()
-                    .expect("unshare");
-                Proc::new(label, child, &log)
-            }
-        };
-        Daemon { proc }
-    }
-
-    /// The PIDs the daemon forked (its watchdog's child): the processes
-    /// whose parent is the daemon's PID (field 4 of /proc/PID/stat).
-    fn children(&self) -> Vec<i32> {
-        let pid = self.proc.pid();
-        let Ok(dir) = std::fs::read_dir("/proc") else {
-            return Vec::new();
-        };
-        dir.flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-            .filter(|p| {
-                let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
-                // "PID (comm) STATE PPID …": comm may hold spaces, so
-                // read after its closing parenthesis.
-                stat.rsplit_once(')')
-                    .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok())
-                    == Some(pid)
-            })
-            .collect()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let children = self.children();
-        self.proc.stop();
-        for pid in children {
-            // SAFETY: kill(2) and waitpid(2) on a PID this test's daemon
-            // forked, which is now this process's child (subreaper).
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, std::ptr::null_mut(), 0);
-            }
-        }
-    }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// `vpncmd` against the server on `port` (in the root namespace).
-fn server_cmd(port: u16, cmd: &[&str]) -> Output {
-    let target = format!("localhost:{port}");
-    let mut args = vec![VPNCMD, &target, "/SERVER", "/CMD"];
-    args.extend_from_slice(cmd);
-    run_any(&args)
-}
-
-/// `vpncmd` against the client daemon in `ns`.
-fn client_cmd(ns: &Ns, cmd: &[&str]) -> String {
-    let mut args = vec![VPNCMD, "localhost", "/CLIENT", "/CMD"];
-    args.extend_from_slice(cmd);
-    let out = ns.exec(&args);
-    let t = text(&out);
-    assert!(out.status.success(), "vpncmd /CLIENT {cmd:?}: {t}");
-    t
-}
-
 /// Starts the server, moves it to `port` and makes hub TEST with user u.
 fn start_server(state: &Path, port: u16) -> Daemon {
-    let server = Daemon::start(
-        "vpnserver",
-        "/usr/libexec/softether/vpnserver/vpnserver",
-        state,
-        None,
-    );
+    let server = Daemon::start("vpnserver", VPNSERVER, state, None);
     let up = wait_until(T, || {
         server_cmd(5555, &["ListenerCreate", &port.to_string()])
             .status
@@ -184,53 +76,21 @@ fn start_server(state: &Path, port: u16) -> Daemon {
 
 /// The real `vpnclient` in `ns`, logged in to the hub, its TAP
 /// `vpn_se0` with `ip`.
-fn start_vpnclient(ns: &Ns, state: &Path, port: u16, ip: &str) -> Daemon {
-    let client = Daemon::start(
-        "vpnclient",
-        "/usr/libexec/softether/vpnclient/vpnclient",
-        state,
-        Some(ns),
-    );
-    let up = wait_until(T, || {
-        ns.exec(&[VPNCMD, "localhost", "/CLIENT", "/CMD", "AccountList"])
-            .status
-            .success()
+fn start_vpnclient<'a>(ns: &'a Ns, state: &Path, port: u16, ip: &str) -> VpnClient<'a> {
+    let client = VpnClient::start(ns, state);
+    client.add_account(&Account {
+        name: "t1",
+        nic: "se0",
+        // "/tcp": no NAT-T race and no HTTPS probe (PROTOCOL-NOTES.md §9).
+        server: format!("{}:{port}/tcp", ns.host_ip),
+        hub: HUB,
+        user: USER,
+        password: PASSWORD,
+        max_tcp: 1,
     });
-    assert!(up, "vpnclient did not answer:\n{}", client.proc.output());
-    client_cmd(ns, &["NicCreate", "se0"]);
-    // "/tcp": no NAT-T race and no HTTPS probe (PROTOCOL-NOTES.md §9).
-    let server = format!("/SERVER:{}:{port}/tcp", ns.host_ip);
-    client_cmd(
-        ns,
-        &[
-            "AccountCreate",
-            "t1",
-            &server,
-            &format!("/HUB:{HUB}"),
-            &format!("/USERNAME:{USER}"),
-            "/NICNAME:se0",
-        ],
-    );
-    client_cmd(
-        ns,
-        &[
-            "AccountPasswordSet",
-            "t1",
-            &format!("/PASSWORD:{PASSWORD}"),
-            "/TYPE:standard",
-        ],
-    );
-    client_cmd(ns, &["AccountConnect", "t1"]);
-    let established = wait_until(T, || {
-        client_cmd(ns, &["AccountStatusGet", "t1"]).contains("Session Established")
-    });
-    assert!(
-        established,
-        "vpnclient did not log in: {}",
-        client_cmd(ns, &["AccountStatusGet", "t1"])
-    );
-    ns.exec_ok(&["ip", "addr", "add", ip, "dev", "vpn_se0"]);
-    ns.exec_ok(&["ip", "link", "set", "vpn_se0", "up"]);
+    client.connect("t1");
+    client.wait_established("t1", T);
+    client.tap_up("se0", ip);
     client
 }
 
@@ -271,40 +131,6 @@ fn start_vnic(ns: &Ns, dir: &Path, port: u16, tap: &str, ip: Option<&str>, pw: &
         status_file,
         tap: tap.into(),
     }
-}
-
-fn ping_report(ns: &Ns, target: &str) -> PingReport {
-    let out = ns.exec(&["ping", "-D", "-c", "10", "-i", "0.2", "-W", "2", target]);
-    parse_ping(&String::from_utf8_lossy(&out.stdout))
-}
-
-/// iperf3 for 3 s from `cli` to the server on `srv_ip` in `srv`
-/// (`reverse`: the other way); Gbit/s received.
-fn iperf3(srv: &Ns, srv_ip: &str, cli: &Ns, dir: &Path, reverse: bool) -> f64 {
-    let mut server = srv.spawn(
-        "iperf3 -s",
-        &["iperf3", "-s", "-1", "-B", srv_ip],
-        &dir.join(format!("iperf3-s-{reverse}.log")),
-    );
-    let ready = wait_until(T, || {
-        srv.exec(&["ss", "-ltn", "sport = :5201"])
-            .stdout
-            .windows(4)
-            .any(|w| w == b"5201")
-    });
-    assert!(ready, "iperf3 server did not start");
-    let mut args = vec!["iperf3", "-c", srv_ip, "-t", "3", "-J"];
-    if reverse {
-        args.push("-R");
-    }
-    let out = cli.exec_ok(&args);
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("iperf3 JSON");
-    let bps = report["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .unwrap_or(0.0);
-    assert!(bps > 0.0, "iperf3 moved nothing: {report}");
-    server.wait_exit(Duration::from_secs(10));
-    bps / 1e9
 }
 
 /// Lines of the server's security logs (`log/softether/security_log/`,

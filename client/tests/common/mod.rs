@@ -31,6 +31,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+pub mod softether;
 
 /// True when root; otherwise the test skips, saying why (a failure under
 /// `VHUB_TEST_STRICT=1`: see the `test-support` crate).

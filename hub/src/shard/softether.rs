@@ -8,7 +8,7 @@
 //!    Login ─► decide: hub (exact name, else one case-insensitive match),
 //!             `softether` on for it, throttle, password, session limits
 //!          ─► welcome (1 connection, timeout 20 s) | error PACK and close
-//!    additional_connect ─► error 13 (the client logs in again at once)
+//!    additional_connect ─► error 13 (the client logs in anew after its retry interval)
 //!  run_softether: slot with Endpoint::SoftEther, port PortKind::SoftEther
 //!    reader: TLS → Decoder → frame spans → switch_frames (deliver.rs)
 //!    writer: queued batches + keep-alives (Liveness) → TLS → socket
@@ -56,6 +56,11 @@ const MAX_QUEUED: usize = 1024 * 1024;
 /// trickle of frames) gives its buffers back before sleeping; a busy one
 /// keeps them (see `pump.rs`).
 const LIGHT_WRITE: usize = 4 * 1024;
+
+/// The rate-limit slot of "SoftEther login refused" lines (beside the
+/// `Limit` ones and login.rs's `AUTH_LOG_SLOT`): a misconfigured client
+/// fleet must not flood the log.
+const REFUSAL_LOG_SLOT: usize = 14;
 
 /// Numbers the `SID-…`/`CID-…` names the client shows (unique per process).
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
@@ -240,8 +245,9 @@ impl<B: Backend> Shard<B> {
                 }
                 Some(ServerEvent::AdditionalConnect(_)) => {
                     // One connection per session, and no session outlives
-                    // its connection: error 13 makes the client log in
-                    // again at once (PROTOCOL-NOTES.md §8).
+                    // its connection: error 13 makes the client end the
+                    // session and log in anew after its retry interval
+                    // (15 s; PROTOCOL-NOTES.md §8).
                     let _ = hs.refuse(ErrorCode::SessionTimeout);
                     let _ = self.send_handshake(stream, &mut tls, &mut hs).await;
                     self.sb.metrics.handshake(Handshake::ResumeUnknown);
@@ -315,13 +321,18 @@ impl<B: Backend> Shard<B> {
         if self.sb.is_shutting_down() {
             return refused(Handshake::ShuttingDown, ErrorCode::HubStopping);
         }
+        let log = || self.ctx.admission.should_log(REFUSAL_LOG_SLOT);
         let Some(hub) = self.softether_hub(&login.hub) else {
-            debug!(%peer, hub = %login.hub, "SoftEther login to an unknown hub");
+            if log() {
+                info!(%peer, hub = %login.hub, user = %login.user, "SoftEther login refused: no such hub (error 8)");
+            }
             return refused(Handshake::UnknownHub, ErrorCode::HubNotFound);
         };
         let vhub = &self.sb.hubs[hub];
         if !vhub.softether.load(Ordering::Relaxed) {
-            info!(%peer, hub = %vhub.name(), user = %login.user, "SoftEther login refused: softether = false for this hub");
+            if log() {
+                info!(%peer, hub = %vhub.name(), user = %login.user, "SoftEther login refused: softether = false for this hub (error 12)");
+            }
             return refused(Handshake::AuthFailed, ErrorCode::AccessDenied);
         }
         let user = match self.softether_user(hub, login, peer).await {
