@@ -203,8 +203,11 @@ impl Mailbox {
         }
     }
 
+    /// Wakes the shard if it sleeps, after a push. SeqCst pairs with the
+    /// sleeper's fence (`mailbox.rs`): either it sees the push, or this
+    /// sees it asleep.
     pub fn wake(&self) {
-        if self.sleeping.swap(false, Ordering::AcqRel) {
+        if self.sleeping.swap(false, Ordering::SeqCst) {
             self.notify.notify_one();
         }
     }

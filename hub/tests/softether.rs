@@ -400,7 +400,13 @@ fn an_anonymous_hub_takes_anonymous_softether_logins() {
         se.welcome.session_name
     );
     // A password is still checked where one is given.
-    let wrong = SeClient::login(hub.addr(), "DEFAULT", "alice", password("alice", "x"), false);
+    let wrong = SeClient::login(
+        hub.addr(),
+        "DEFAULT",
+        "alice",
+        password("alice", "x"),
+        false,
+    );
     assert_eq!(refusal(wrong), ErrorCode::AuthFailed);
     assert_eq!(
         hub.metric("vhub_sessions_by_protocol{protocol=\"softether\"}"),

@@ -55,7 +55,14 @@ impl<B: Backend> Shard<B> {
                 st.counters.wakeups += 1;
                 self.finish_round(&mut st);
             }
-            mb.sleeping.store(true, Ordering::Release);
+            // Announce the sleep, then look at the queues once more. The
+            // full fence orders the store before the loads: without it the
+            // store may sit in this core's store buffer while a sender
+            // pushes, reads `sleeping` as false (its `swap` is a full
+            // barrier) and skips the wake, and the batch would wait for
+            // the next hand-over (a store-load reordering x86 allows).
+            mb.sleeping.store(true, Ordering::SeqCst);
+            std::sync::atomic::fence(Ordering::SeqCst);
             if mb.frames.is_empty() && mb.control.is_empty() {
                 mb.notify.notified().await;
             }
