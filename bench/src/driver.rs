@@ -232,6 +232,19 @@ impl Conn {
         Ok(())
     }
 
+    /// The bench's end of the TCP connection: its port names the session
+    /// in the hub's admin API.
+    pub fn local_port(&self) -> std::io::Result<u16> {
+        Ok(self.stream.local_addr()?.port())
+    }
+
+    /// Closes a session the run does not need (CLOSE, then the socket).
+    pub async fn close(mut self) {
+        self.session
+            .close(switch_core::wire::CloseCode::Normal, "not needed");
+        let _ = self.flush().await;
+    }
+
     /// Runs the plan until `until` plus a drain period with no traffic.
     pub async fn run(mut self, plan: Plan, hist: &mut Histogram<u64>) -> anyhow::Result<()> {
         let me = &plan.all[plan.id as usize];

@@ -16,7 +16,8 @@ use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use switch_core::session::SessionConfig;
-use vhub_bench::driver::{self, Counters, Plan};
+use vhub_bench::driver::{self, Conn, Counters, Plan};
+use vhub_bench::placement::{self, Placement};
 
 /// Load test for a vhub hub.
 #[derive(Parser, Debug, Clone)]
@@ -73,6 +74,18 @@ struct Args {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// The hub's admin socket (`admin_socket` in its config): the bench
+    /// asks it which shard each session landed on, to report how many
+    /// pairs cross shards and for --placement.
+    #[arg(long)]
+    admin_socket: Option<std::path::PathBuf>,
+    /// Pattern `pairs`: put both ends of every pair on one shard (`same`:
+    /// no cross-shard hand-offs) or on two (`cross`: every frame is handed
+    /// over). The kernel spreads connections over the shards, so the bench
+    /// connects more sessions until it can arrange the pairs and closes the
+    /// ones left over. Needs --admin-socket and an even --sessions.
+    #[arg(long, value_enum, default_value_t = Placement::Any)]
+    placement: Placement,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, Serialize, PartialEq, Eq)]
@@ -109,6 +122,11 @@ struct RunResult {
     hub_cpu_percent: Option<f64>,
     hub_rss_mib: Option<f64>,
     connect_seconds: f64,
+    /// Pairs (2k, 2k+1) whose sessions are on different shards (with
+    /// --admin-socket).
+    cross_shard_pairs: Option<u32>,
+    /// Sessions connected and closed again to arrange --placement.
+    sessions_discarded: u32,
 }
 
 fn sizes(spec: &str) -> anyhow::Result<Vec<usize>> {
@@ -151,42 +169,56 @@ async fn run(
     let ctx = tls::client_context(&Verify::Insecure, &TlsOptions::default())?;
     let n = args.sessions;
     let epoch = Instant::now();
-    let creds = args
-        .user
-        .clone()
-        .map(|u| (u, args.password.clone().unwrap_or_default()));
-    let cfg = SessionConfig::default();
     let t_connect = Instant::now();
-    let mut conns = Vec::with_capacity(n as usize);
-    // A few at a time (the hub's handshake limits, per shard and per source
-    // address); connected sessions keep themselves alive until all are in.
-    let parallel = args.connect_parallel.max(1);
-    let sem = Arc::new(tokio::sync::Semaphore::new(parallel));
-    let (go_tx, go_rx) = tokio::sync::watch::channel(false);
-    let mut pending = Vec::with_capacity(n as usize);
-    for i in 0..n {
-        // The baseline pipe pairs sessions by name: pair-K for 2K and 2K+1.
-        let hub = if args.hub_name == "pipe" {
-            format!("pair-{}", i / 2)
-        } else {
-            args.hub_name.clone()
+    let mut conns = connect_many(args, target, &ctx, 0..n, epoch).await?;
+    let mut cross_shard_pairs = None;
+    let mut sessions_discarded = 0;
+    if let Some(admin) = &args.admin_socket {
+        let want = args.placement;
+        anyhow::ensure!(
+            want == Placement::Any || (args.pattern == Pattern::Pairs && n.is_multiple_of(2)),
+            "--placement needs --pattern pairs and an even number of sessions"
+        );
+        // Connect more until the pairs can be arranged; a bounded number
+        // of tries (one shard, or a hash that never spreads, cannot).
+        let mut tries = 0;
+        let order = loop {
+            let by_port = placement::shards_by_port(admin).await?;
+            let shards = conns
+                .iter()
+                .map(|c| {
+                    let port = c.local_port()?;
+                    by_port.get(&port).copied().with_context(|| {
+                        format!("the hub's admin API does not list the session from port {port}")
+                    })
+                })
+                .collect::<anyhow::Result<Vec<u16>>>()?;
+            if want == Placement::Any {
+                cross_shard_pairs = Some(placement::cross_pairs(&shards));
+                break (0..conns.len()).collect::<Vec<_>>();
+            }
+            if let Some(order) = placement::arrange(&shards, want, n as usize / 2) {
+                let placed: Vec<u16> = order.iter().map(|&i| shards[i]).collect();
+                cross_shard_pairs = Some(placement::cross_pairs(&placed));
+                break order;
+            }
+            tries += 1;
+            anyhow::ensure!(
+                tries <= 20,
+                "could not arrange {} pairs as --placement {want:?} asks from {} sessions on shards {shards:?}",
+                n / 2,
+                conns.len()
+            );
+            let more = (n / 4).max(2);
+            let next = conns.len() as u32;
+            conns.extend(connect_many(args, target, &ctx, next..next + more, epoch).await?);
         };
-        let (ctx, creds, cfg) = (ctx.clone(), creds.clone(), cfg.clone());
-        let permit = sem.clone().acquire_owned().await?;
-        let mut go = go_rx.clone();
-        pending.push(tokio::spawn(async move {
-            let c = driver::connect(target, &hub, creds, &ctx, cfg, epoch).await;
-            drop(permit);
-            let mut c = c?;
-            c.hold(&mut go).await?;
-            anyhow::Ok(c)
-        }));
-    }
-    // Every permit back: every connection attempt has finished.
-    let _all = sem.acquire_many(parallel as u32).await?;
-    let _ = go_tx.send(true);
-    for p in pending {
-        conns.push(p.await??);
+        let mut all: Vec<Option<Conn>> = conns.into_iter().map(Some).collect();
+        conns = order.iter().filter_map(|&i| all[i].take()).collect();
+        for c in all.into_iter().flatten() {
+            sessions_discarded += 1;
+            c.close().await;
+        }
     }
     let connect_seconds = t_connect.elapsed().as_secs_f64();
     let all: Arc<Vec<Counters>> = Arc::new((0..n).map(|_| Counters::default()).collect());
@@ -206,7 +238,6 @@ async fn run(
         ((65_536 / u64::from(n.max(1))).min((512 * 1024) / biggest) / fan_in).clamp(16, 2048)
     };
     let duration = Duration::from_secs_f64(args.duration);
-    let cpu0 = hub_pid.and_then(proc_stat);
     // Half a second (plus 0.5 ms per session) for every session to
     // announce its MAC before the measured traffic starts.
     let start = Instant::now() + Duration::from_millis(500 + u64::from(n) / 2);
@@ -247,6 +278,9 @@ async fn run(
     } else {
         None
     };
+    // The hub's CPU time over the measured seconds only.
+    tokio::time::sleep_until(start.into()).await;
+    let cpu0 = hub_pid.and_then(proc_stat);
     while Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(250)).await;
         if let Some(b) = &bar {
@@ -297,7 +331,56 @@ async fn run(
         },
         hub_rss_mib: cpu1.map(|c| c.1),
         connect_seconds,
+        cross_shard_pairs,
+        sessions_discarded,
     })
+}
+
+/// Connects sessions `ids` (a few at a time: the hub's handshake limits,
+/// per shard and per source address); connected sessions keep themselves
+/// alive until all are in.
+async fn connect_many(
+    args: &Args,
+    target: SocketAddr,
+    ctx: &openssl::ssl::SslContext,
+    ids: std::ops::Range<u32>,
+    epoch: Instant,
+) -> anyhow::Result<Vec<Conn>> {
+    let creds = args
+        .user
+        .clone()
+        .map(|u| (u, args.password.clone().unwrap_or_default()));
+    let cfg = SessionConfig::default();
+    let parallel = args.connect_parallel.max(1);
+    let sem = Arc::new(tokio::sync::Semaphore::new(parallel));
+    let (go_tx, go_rx) = tokio::sync::watch::channel(false);
+    let mut pending = Vec::with_capacity(ids.len());
+    for i in ids {
+        // The baseline pipe pairs sessions by name: pair-K for 2K and 2K+1.
+        let hub = if args.hub_name == "pipe" {
+            format!("pair-{}", i / 2)
+        } else {
+            args.hub_name.clone()
+        };
+        let (ctx, creds, cfg) = (ctx.clone(), creds.clone(), cfg.clone());
+        let permit = sem.clone().acquire_owned().await?;
+        let mut go = go_rx.clone();
+        pending.push(tokio::spawn(async move {
+            let c = driver::connect(target, &hub, creds, &ctx, cfg, epoch).await;
+            drop(permit);
+            let mut c = c?;
+            c.hold(&mut go).await?;
+            anyhow::Ok(c)
+        }));
+    }
+    // Every permit back: every connection attempt has finished.
+    let _all = sem.acquire_many(parallel as u32).await?;
+    let _ = go_tx.send(true);
+    let mut conns = Vec::with_capacity(pending.len());
+    for p in pending {
+        conns.push(p.await??);
+    }
+    Ok(conns)
 }
 
 #[derive(Serialize)]
@@ -312,6 +395,10 @@ struct Report {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    anyhow::ensure!(
+        args.placement == Placement::Any || args.admin_socket.is_some(),
+        "--placement needs --admin-socket (the bench asks the hub where each session landed)"
+    );
     raise_nofile();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.threads.max(1))
@@ -330,6 +417,7 @@ fn main() -> anyhow::Result<()> {
             let pid = std::process::id();
             let mut a = args.clone();
             a.hub_name = "pipe".into();
+            a.admin_socket = None;
             Some(run(&a, addr, "bare TLS pipe", Some(pid)).await?)
         } else {
             None
@@ -403,6 +491,13 @@ fn print_table(r: &Report) {
             x.hub_rss_mib
                 .map(|c| format!("{c:.1}"))
                 .unwrap_or("-".into()),
+        );
+    }
+    if let Some(cross) = r.hub.cross_shard_pairs {
+        println!(
+            "pairs across shards: {cross} of {} ({} sessions connected and closed to arrange them)",
+            r.hub.sessions / 2,
+            r.hub.sessions_discarded
         );
     }
     if let Some(ratio) = r.hub_vs_baseline_throughput {
