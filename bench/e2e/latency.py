@@ -113,54 +113,80 @@ class Threads:
             self.ready.add(f["pid"])
 
 
+def matches(kind, arg, ev, f):
+    """Whether event (ev, f) is what a step of `kind` waits for."""
+    if kind == "wake":
+        return ev == "sched_wakeup" and f["pid"] in arg
+    if kind == "run":
+        return ev == "sched_switch" and f["next"] in arg
+    if kind == "queue":
+        return ev == "net_dev_queue" and f["dev"] == arg[0] and (arg[1] == 0 or f["len"] == arg[1])
+    return ev in RX and f["dev"] == arg
+
+
+def is_echo(ev, f):
+    return ev == "net_dev_queue" and f["dev"] == "ta" and f["len"] == 98
+
+
 def follow(events, path):
     """Each echo's time at every step, and the thread that made each
-    step's event (echoes the trace lost are left out)."""
+    step's event (echoes the trace lost are left out), and where the lost
+    ones were lost.
+
+    The packet steps (queue, rx) must all be found, in order, before the
+    next echo begins. A wake-up or a switch-in is taken only if it comes
+    before the next packet step's event; otherwise (the thread was already
+    runnable or on a CPU, or the trace did not show it) it takes 0 and its
+    time counts in the next step.
+    """
     state = Threads()
-    echoes = []
-    i, n = 0, len(events)
-    while i < n:
-        t, ev, f = events[i]
+    echoes, lost = [], {}
+    n = len(events)
+    for i, (t, ev, f) in enumerate(events):
         state.see(ev, f)
-        if not (ev == "net_dev_queue" and f["dev"] == "ta" and f["len"] == 98):
-            i += 1
+        if not is_echo(ev, f):
             continue
         times, threads, j, ok = [t], [f["tid"]], i + 1, True
         run = Threads(state)
-        for label, kind, arg in path[1:]:
+        for k, (label, kind, arg) in enumerate(path[1:], 1):
             if arg is None:
                 arg = {threads[0]}  # ping: the thread that sent the echo
-            if (kind == "wake" and (run.on | run.ready) & arg) or (kind == "run" and run.on & arg):
+            soft = kind in ("wake", "run")
+            if soft and ((kind == "wake" and (run.on | run.ready) & arg) or (kind == "run" and run.on & arg)):
                 times.append(times[-1])  # already runnable / on a CPU
                 threads.append(threads[-1])
                 continue
-            while j < n:
-                tj, evj, fj = events[j]
-                run.see(evj, fj)
-                j += 1
-                if kind == "wake" and evj == "sched_wakeup" and fj["pid"] in arg:
+            hard = next(((kk, aa) for _, kk, aa in path[k:] if kk in ("queue", "rx")), None)
+            found = None
+            jj = j
+            while jj < n:
+                tj, evj, fj = events[jj]
+                if is_echo(evj, fj) or (soft and hard and matches(hard[0], hard[1], evj, fj)):
                     break
-                if kind == "run" and evj == "sched_switch" and fj["next"] in arg:
+                if soft and not hard and tj - times[-1] > 2000:
+                    break  # ping's own wake-up, last: at most 2 ms after its packet
+                if matches(kind, arg, evj, fj):
+                    found = jj
                     break
-                if kind == "queue" and evj == "net_dev_queue" and fj["dev"] == arg[0] \
-                        and (arg[1] == 0 or fj["len"] == arg[1]):
-                    break
-                if kind == "rx" and evj in RX and fj["dev"] == arg:
-                    break
-                if evj == "net_dev_queue" and fj["dev"] == "ta" and fj["len"] == 98:
-                    ok = False  # the next echo began: this one was lost in the trace
-                    break
-            else:
+                jj += 1
+            if found is None:
+                if soft:
+                    times.append(times[-1])  # not in the trace before the next packet step
+                    threads.append(threads[-1])
+                    continue
+                lost[label] = lost.get(label, 0) + 1
                 ok = False
-            if not ok:
                 break
+            for _, evx, fx in events[j:found + 1]:
+                run.see(evx, fx)
+            j = found + 1
+            tj, evj, fj = events[found]
             times.append(tj)
             threads.append(fj["tid"] if kind in ("queue", "rx") else
                            fj.get("pid") if kind == "wake" else fj["next"])
         if ok:
             echoes.append((times, threads))
-        i += 1
-    return echoes
+    return echoes, lost
 
 
 def pct(v, p):
@@ -176,6 +202,8 @@ def main():
     ap.add_argument("--debug", action="store_true")
     ap.add_argument("--io-backend", default="auto")
     ap.add_argument("--hub-config", default="", help="extra top-level lines for the hub's config")
+    ap.add_argument("--vhub", help="the hub binary (default: target/PROFILE/vhub)")
+    ap.add_argument("--vnic", help="the client binary (default: target/PROFILE/vnic)")
     ap.add_argument("--json")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -185,8 +213,8 @@ def main():
     if not args.no_build:
         subprocess.run(["cargo", "build", "-p", "hub", "-p", "client"] + ([] if args.debug else ["--release"]),
                        check=True, cwd=e2e.ROOT)
-    vhub = os.path.join(e2e.ROOT, "target", profile, "vhub")
-    vnic = os.path.join(e2e.ROOT, "target", profile, "vnic")
+    vhub = args.vhub or os.path.join(e2e.ROOT, "target", profile, "vhub")
+    vnic = args.vnic or os.path.join(e2e.ROOT, "target", profile, "vnic")
     tmp = tempfile.mkdtemp(prefix="vhub-latency-")
     try:
         e2e.setup_net()
@@ -210,7 +238,7 @@ def main():
         e2e.sh(["ping", "-c", "20", "-i", "0.01", "-q", "10.77.0.2"], ns=e2e.NS["a"], capture=True)
         data = f"{tmp}/perf.data"
         ping_out = f"{tmp}/ping.txt"
-        cmd = ["perf", "record", "-q", "-a", "-o", data]
+        cmd = ["perf", "record", "-q", "-a", "-m", "4096", "-o", data]
         for e in EVENTS + [e for e in os.environ.get("LATENCY_EXTRA_EVENTS", "").split(",") if e]:
             cmd += ["-e", e]
         cmd += ["--", "sh", "-c", f"ip netns exec {e2e.NS['a']} ping -c {args.count} -i {args.interval} "
@@ -222,7 +250,7 @@ def main():
         ping_text = open(ping_out).read()
         events = parse(script)
         path = steps(who)
-        echoes = follow(events, path)
+        echoes, lost = follow(events, path)
         if not echoes:
             sys.exit(f"no echo could be followed in the trace ({len(events)} events); see {tmp}")
         # Which shard read each TLS record and which wrote it on: the
@@ -230,7 +258,7 @@ def main():
         labels = [p[0] for p in path]
         hops = [(labels.index("hub runs"), labels.index(f"queue {e2e.dev('hb')}")),
                 (len(labels) - 1 - labels[::-1].index("hub runs"), labels.index(f"queue {e2e.dev('ha')}"))]
-        crossed = [sum(1 for _, th in echoes if th[r] != th[w]) for r, w in hops]
+        crossed = [sum(1 for _, th in echoes if th[r] in who["hub"] and th[r] != th[w]) for r, w in hops]
         rows = []
         for k in range(1, len(path)):
             d = [e[k] - e[k - 1] for e, _ in echoes]
@@ -238,6 +266,8 @@ def main():
         total = [e[-1] - e[0] for e, _ in echoes]
         rtt = re.search(r"rtt min/avg/max/mdev = ([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+)", ping_text)
         print(f"{len(echoes)} of {args.count} echoes followed; {len(events)} events; logs in {tmp}")
+        if lost:
+            print("not followed past: " + ", ".join(f"{k} ({v})" for k, v in lost.items()))
         print(f"{'step (time since the previous one)':<34} {'median us':>10} {'p90 us':>8} {'max us':>8}")
         for label, med, p90, mx in rows:
             print(f"{label:<34} {med:>10.1f} {p90:>8.1f} {mx:>8.1f}")
