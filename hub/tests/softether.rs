@@ -413,3 +413,53 @@ fn an_anonymous_hub_takes_anonymous_softether_logins() {
         1.0
     );
 }
+
+#[test]
+fn a_softether_session_is_listed_kicked_and_closed_at_shutdown() {
+    let hub = start_hub(1, false, |_| {});
+    let sb = hub.server().switchboard.clone();
+    let mut kicked = SeClient::login(
+        hub.addr(),
+        "DEFAULT",
+        "alice",
+        password("alice", "secret"),
+        false,
+    )
+    .unwrap();
+    let mut live = SeClient::login(
+        hub.addr(),
+        "DEFAULT",
+        "alice",
+        password("alice", "secret"),
+        false,
+    )
+    .unwrap();
+    let list = hub::admin::sessions(&sb);
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert!(list
+        .iter()
+        .all(|s| s.protocol == "softether" && s.user == "alice" && s.state == "attached"));
+    // `vhub ctl kick` ends the connection (SoftEther has no CLOSE message).
+    hub::admin::kick(&sb, &list[0].id).expect("kick");
+    let (first, second) = (&mut kicked, &mut live);
+    let deadline = Instant::now() + T;
+    let closed = loop {
+        let a = !first.pump();
+        let b = !second.pump();
+        if a || b || Instant::now() > deadline {
+            break (a, b);
+        }
+    };
+    assert!(
+        closed.0 ^ closed.1,
+        "exactly one connection ends: {closed:?}"
+    );
+    assert!(
+        wait_for(T, || hub::admin::sessions(&sb).len() == 1),
+        "the kicked session is still listed"
+    );
+    // A shutdown with a SoftEther session attached ends it.
+    drop(hub);
+    let still = if closed.0 { &mut live } else { &mut kicked };
+    assert!(still.raw.wait_closed(T), "the connection outlived the hub");
+}
