@@ -86,25 +86,44 @@ impl Reader {
 }
 
 impl<B: Backend> Shard<B> {
+    /// Makes the connection of `slot` (`None` if the slot is gone) and
+    /// counts the writer its caller starts next: a shutdown waits for it
+    /// ([`Shard::writer_done`]).
+    pub(super) fn open_conn(
+        &self,
+        stream: B::Stream,
+        tls: TlsConn,
+        slot: u32,
+    ) -> Option<Rc<Conn<B::Stream>>> {
+        let mut st = self.st.borrow_mut();
+        st.next_conn_id += 1;
+        let conn = Rc::new(Conn {
+            stream,
+            tls: RefCell::new(tls),
+            wake: Notify::new(),
+            closed: Cell::new(false),
+            sleep_until: Cell::new(None),
+            id: st.next_conn_id,
+        });
+        st.slots.get_mut(slot as usize)?.conn = Some(conn.clone());
+        st.writers += 1;
+        Some(conn)
+    }
+
+    /// A writer task ends: its connection closes, and a shutdown waiting
+    /// for the last writer goes on.
+    pub(super) fn writer_done(&self, conn: &Conn<B::Stream>) {
+        conn.close();
+        let mut st = self.st.borrow_mut();
+        st.writers -= 1;
+        if st.writers == 0 {
+            self.drained.notify_one();
+        }
+    }
+
     pub(super) async fn run_connection(self: Rc<Self>, stream: B::Stream, tls: TlsConn, slot: u32) {
-        let conn = {
-            let mut st = self.st.borrow_mut();
-            st.next_conn_id += 1;
-            let conn = Rc::new(Conn {
-                stream,
-                tls: RefCell::new(tls),
-                wake: Notify::new(),
-                closed: Cell::new(false),
-                sleep_until: Cell::new(None),
-                id: st.next_conn_id,
-            });
-            match st.slots.get_mut(slot as usize) {
-                Some(s) => s.conn = Some(conn.clone()),
-                None => return,
-            }
-            // Counted before it runs: a shutdown waits for it.
-            st.writers += 1;
-            conn
+        let Some(conn) = self.open_conn(stream, tls, slot) else {
+            return;
         };
         B::spawn(self.clone().writer(conn.clone(), slot));
         conn.wake.notify_one(); // send the 101 and whatever waits
@@ -215,12 +234,7 @@ impl<B: Backend> Shard<B> {
 
     async fn writer(self: Rc<Self>, conn: Rc<Conn<B::Stream>>, slot: u32) {
         self.write_until_closed(&conn, slot).await;
-        conn.close();
-        let mut st = self.st.borrow_mut();
-        st.writers -= 1;
-        if st.writers == 0 {
-            self.drained.notify_one();
-        }
+        self.writer_done(&conn);
     }
 
     /// The writer's loop: the session's output through TLS to the socket

@@ -20,7 +20,7 @@
 //! `vnic` is cut to size on the way (`offload::convert`), a longer plain
 //! frame is dropped and counted (`too_long`).
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,7 +37,6 @@ use switch_core::softether::{
     ServerEvent, ServerHandshake, ServerState, Skip, Welcome,
 };
 use switch_core::wire::http::SessionToken;
-use tokio::sync::Notify;
 use tracing::{debug, info};
 
 use super::admit::{handshake_of, random_token};
@@ -446,23 +445,8 @@ impl<B: Backend> Shard<B> {
             m.suite(&i.version, &i.cipher);
             info!(%peer, hub = %self.sb.hubs[hub].name(), user = %user, session = %token.short(), shard = self.id, tls = %i.version, suite = %i.cipher, protocol = "softether", "session established");
         }
-        let conn = {
-            let mut st = self.st.borrow_mut();
-            st.next_conn_id += 1;
-            let conn = Rc::new(Conn {
-                stream,
-                tls: RefCell::new(tls),
-                wake: Notify::new(),
-                closed: Cell::new(false),
-                sleep_until: Cell::new(None),
-                id: st.next_conn_id,
-            });
-            match st.slots.get_mut(slot as usize) {
-                Some(s) => s.conn = Some(conn.clone()),
-                None => return,
-            }
-            st.writers += 1;
-            conn
+        let Some(conn) = self.open_conn(stream, tls, slot) else {
+            return;
         };
         B::spawn(self.clone().softether_writer(conn.clone(), slot));
         conn.wake.notify_one(); // the first keep-alive is due at once
@@ -575,12 +559,7 @@ impl<B: Backend> Shard<B> {
 
     async fn softether_writer(self: Rc<Self>, conn: Rc<Conn<B::Stream>>, slot: u32) {
         self.softether_write(&conn, slot).await;
-        conn.close();
-        let mut st = self.st.borrow_mut();
-        st.writers -= 1;
-        if st.writers == 0 {
-            self.drained.notify_one();
-        }
+        self.writer_done(&conn);
     }
 
     /// The writer: queued batches and due keep-alives through TLS to the
