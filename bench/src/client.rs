@@ -222,6 +222,11 @@ impl TestClient {
         Ok(())
     }
 
+    /// How long [`TestClient::pump`] waits for input (20 ms unless set).
+    pub fn set_read_wait(&mut self, d: Duration) -> std::io::Result<()> {
+        self.stream.set_read_timeout(Some(d))
+    }
+
     /// Queues a frame (sent on the next pump).
     pub fn send(&mut self, frame: &[u8]) {
         self.session.send_frame(frame).expect("frame queued");

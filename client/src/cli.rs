@@ -135,6 +135,13 @@ pub struct ConnectArgs {
     #[arg(long, env = "VNIC_NO_OFFLOAD", help_heading = "Performance")]
     pub no_offload: bool,
 
+    /// After traffic, keep polling the TAP and the link for this long
+    /// before sleeping (at most 10ms) [default: 0, never]: a reply that
+    /// comes back within it finds the client awake, at the cost of the CPU
+    /// time spent polling.
+    #[arg(long, env = "VNIC_BUSY_POLL", value_parser = parse_duration, help_heading = "Performance")]
+    pub busy_poll: Option<Duration>,
+
     // --- keep-alive and reconnect ---
     /// Send a keep-alive after this long without traffic [default: 5s]. The
     /// hub's value wins in the handshake.

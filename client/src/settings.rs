@@ -23,6 +23,8 @@ pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(5);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Longest `--busy-poll`.
+pub const MAX_BUSY_POLL: Duration = Duration::from_millis(10);
 pub const DEFAULT_ICMP_INTERVAL: Duration = Duration::from_secs(5);
 /// How often a client on another hub than the first tries the first again.
 pub const DEFAULT_FAILBACK: Duration = Duration::from_secs(60);
@@ -78,6 +80,8 @@ pub struct FileConfig {
     pub icmp_interval: Option<Duration>,
     pub status_file: Option<PathBuf>,
     pub offload: Option<bool>,
+    #[serde(deserialize_with = "serde_opt_duration::deserialize")]
+    pub busy_poll: Option<Duration>,
     pub hub_order: Option<HubOrder>,
     /// A duration or "off".
     pub failback: Option<String>,
@@ -168,6 +172,8 @@ pub struct Settings {
     /// Segmentation offload on the TAP and in the session (`--no-offload`
     /// turns it off).
     pub offload: bool,
+    /// How long the event loop keeps polling after traffic (`--busy-poll`).
+    pub busy_poll: Duration,
 }
 
 impl Settings {
@@ -282,6 +288,7 @@ impl Settings {
         // virtio_net_hdr offload is vhub/1's: a SoftEther server takes
         // plain frames of at most 1514 bytes.
         let offload = !softether && !args.no_offload && m.file.offload.unwrap_or(true);
+        let busy_poll = m.busy_poll();
         let hub_order = args.hub_order.or(m.file.hub_order).unwrap_or_default();
         let failback = m.failback();
         let arp_suppression = !args.no_arp_suppression && m.file.arp_suppression.unwrap_or(true);
@@ -309,6 +316,7 @@ impl Settings {
                 icmp,
                 status_file,
                 offload,
+                busy_poll,
             }),
             _ => Err(m.problems),
         }
@@ -610,6 +618,21 @@ impl Merge<'_> {
             self.problem("--connect-timeout must be at least 100ms".into());
         }
         connect_timeout
+    }
+
+    fn busy_poll(&mut self) -> Duration {
+        let busy_poll = self
+            .args
+            .busy_poll
+            .or(self.file.busy_poll)
+            .unwrap_or(Duration::ZERO);
+        if busy_poll > MAX_BUSY_POLL {
+            self.problem(format!(
+                "--busy-poll {} is longer than 10ms: the client would spin through pauses that sleeping costs nothing in",
+                crate::units::fmt_duration(busy_poll)
+            ));
+        }
+        busy_poll
     }
 
     fn max_backoff(&mut self) -> Duration {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 /// Parses a duration: a number (integer or decimal) followed by a unit,
-/// `ms`, `s`, `m` or `h`. A bare number is refused: "5" could mean
+/// `us`, `ms`, `s`, `m` or `h`. A bare number is refused: "5" could mean
 /// seconds or milliseconds, so the unit is required.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
@@ -21,6 +21,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .parse()
         .map_err(|_| format!("{s:?} is not a duration: {num:?} is not a number"))?;
     let unit_secs = match unit.trim() {
+        "us" => 1e-6,
         "ms" => 0.001,
         "s" | "sec" => 1.0,
         "m" | "min" => 60.0,
@@ -30,7 +31,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
                 "{s:?} needs a unit: write \"{num}s\" or \"{num}ms\""
             ))
         }
-        other => return Err(format!("{s:?}: unknown unit {other:?} (use ms, s, m or h)")),
+        other => return Err(format!("{s:?}: unknown unit {other:?} (use us, ms, s, m or h)")),
     };
     let secs = value * unit_secs;
     if !secs.is_finite() || secs > 1e9 {

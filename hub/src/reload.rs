@@ -36,7 +36,7 @@ use tracing::{info, warn};
 
 use crate::admin::ReloadReport;
 use crate::auth::SharedAuth;
-use crate::config::{Config, HubConfig};
+use crate::config::{fmt_duration, Config, HubConfig};
 use crate::switchboard::{SessionEntry, Switchboard, VirtualHub};
 use crate::users::UserDb;
 
@@ -245,6 +245,11 @@ impl Reloader {
             "io_backend",
             old.io_backend.as_str().into(),
             new.io_backend.as_str().into(),
+        );
+        diff(
+            "busy_poll",
+            fmt_duration(old.busy_poll),
+            fmt_duration(new.busy_poll),
         );
         diff(
             "log_format",

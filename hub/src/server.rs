@@ -59,6 +59,9 @@ pub struct Settings {
     /// Tests only: every shard listens on a port of its own (instead of
     /// sharing one with `SO_REUSEPORT`), so a test can pick the shard.
     pub distinct_ports: bool,
+    /// How long a shard keeps polling after traffic before it sleeps
+    /// (`busy_poll` in the config; zero = never).
+    pub busy_poll: Duration,
 }
 
 impl Settings {
@@ -91,6 +94,7 @@ impl Settings {
             max_buffer_memory: crate::config::DEFAULT_MAX_BUFFER_MEMORY,
             auth: crate::config::AuthConfig::default(),
             distinct_ports: false,
+            busy_poll: Duration::ZERO,
         }
     }
 }

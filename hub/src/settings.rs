@@ -70,5 +70,6 @@ pub fn settings_from(config: &Config) -> anyhow::Result<Settings> {
         max_buffer_memory: config.limits.max_buffer_memory,
         auth: config.auth.clone(),
         distinct_ports: false,
+        busy_poll: config.busy_poll,
     })
 }

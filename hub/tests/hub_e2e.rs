@@ -21,6 +21,7 @@ on_both_backends!(
     session_limit_answers_429,
     close_and_shutdown_reasons_reach_the_client,
     a_lone_frame_is_acknowledged_after_the_ack_delay_not_the_keepalive,
+    a_busy_polling_shard_sends_while_it_polls,
 );
 
 fn alice(addr: std::net::SocketAddr) -> TestClient {
@@ -238,5 +239,75 @@ fn a_lone_frame_is_acknowledged_after_the_ack_delay_not_the_keepalive(backend: I
         );
         assert_eq!(b.recv_until(i as usize + 1, T), i as usize + 1);
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// With `busy_poll`, a shard that has had traffic polls instead of
+/// sleeping, and the traffic that comes while it polls is handled by the
+/// polling shard: its reads and writes keep going. On io_uring the poll
+/// has to submit the queued operations itself (tokio-uring submits only
+/// when the runtime parks, and a task that merely yields does not let it
+/// park): were it not to, a polling shard would not read anything until
+/// its window ran out, and frames sent every ~1 ms into a 10 ms window
+/// would never find it polling. So most of them must count as hits (a
+/// stall of the sender longer than the window ends a poll; the bound
+/// leaves room for many).
+fn a_busy_polling_shard_sends_while_it_polls(backend: IoBackend) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    const N: usize = 300;
+    for shards in [1, 2] {
+        let hub = start_hub_on(backend, shards, true, |s| {
+            s.busy_poll = Duration::from_millis(10);
+        });
+        let mut a = TestClient::connect(hub.shard_addr(0), "DEFAULT", None).unwrap();
+        let mut b = TestClient::connect(hub.shard_addr(shards - 1), "DEFAULT", None).unwrap();
+        b.send(&frame(BROADCAST, mac(2), b"b"));
+        b.pump().unwrap();
+        assert_eq!(a.recv_until(1, T), 1, "{shards} shards: b's broadcast reaches a");
+        a.set_read_wait(Duration::from_millis(1)).unwrap();
+        let sent = Arc::new(AtomicUsize::new(0));
+        let sender = {
+            let sent = sent.clone();
+            std::thread::spawn(move || {
+                for i in 0..N as u32 {
+                    a.send(&frame(mac(2), mac(1), &i.to_be_bytes()));
+                    a.pump().unwrap();
+                    sent.store(i as usize + 1, Ordering::SeqCst);
+                }
+                a
+            })
+        };
+        // How many frames a had sent when b got its first one.
+        let mut sent_at_first = None;
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while b.received.len() < N && std::time::Instant::now() < deadline {
+            b.pump().unwrap();
+            if sent_at_first.is_none() && !b.received.is_empty() {
+                sent_at_first = Some(sent.load(Ordering::SeqCst));
+            }
+        }
+        let _a = sender.join().unwrap();
+        assert_eq!(b.received.len(), N, "{shards} shards: every frame arrives");
+        for (i, f) in b.received.iter().enumerate() {
+            assert_eq!(&f[14..18], &(i as u32).to_be_bytes(), "in order");
+        }
+        let first = sent_at_first.unwrap();
+        assert!(
+            first < N,
+            "{shards} shards: b got nothing while a was sending (its first frame came after all {N}): \
+             the polling shard held its writes back"
+        );
+        // Counted when a poll ends (10 ms after the last traffic).
+        assert!(
+            common::wait_for(T, || hub.metric("vhub_busy_poll_seconds_total") > 0.0),
+            "{shards} shards: the time spent polling is counted"
+        );
+        let hits = hub.metric("vhub_busy_poll_hits_total");
+        eprintln!("{shards} shards: {hits} rounds of traffic found their shard polling ({N} frames sent)");
+        assert!(
+            hits >= (N / 3) as f64,
+            "{shards} shards: only {hits} rounds of traffic found their shard polling ({N} frames sent)"
+        );
     }
 }

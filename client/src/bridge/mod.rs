@@ -96,6 +96,8 @@ enum Wake {
     Tap(std::io::Result<()>),
     NetChanged,
     Timer,
+    /// One round of a busy-poll (`--busy-poll`): nothing to do.
+    Spin,
 }
 
 /// Counters of the shell (the session counts the protocol's).
@@ -152,6 +154,8 @@ pub struct Bridge<T: TapIo> {
     established_at: Option<Instant>,
     /// Last time ciphertext arrived on the current link.
     last_rx: Instant,
+    /// With `--busy-poll`: the loop polls instead of sleeping until then.
+    poll_until: Instant,
 
     // Buffers, kept across links.
     rbuf: Vec<u8>,
@@ -307,6 +311,7 @@ impl<T: TapIo> Bridge<T> {
             state_name: "connecting",
             detail: String::new(),
             status_due: t,
+            poll_until: t,
             started: t,
             started_at: SystemTime::now(),
             outcome: None,
@@ -414,6 +419,9 @@ impl<T: TapIo> Bridge<T> {
                 r = connect_opt(&mut self.connecting) => Wake::Connected(r),
                 _ = netwatch_opt(&mut self.netwatch) => Wake::NetChanged,
                 _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => Wake::Timer,
+                // Last, so that every source above is looked at first: a
+                // yield lets the runtime poll for events without sleeping.
+                _ = tokio::task::yield_now(), if t < self.poll_until => Wake::Spin,
             };
             let t = now();
             match wake {
@@ -422,9 +430,16 @@ impl<T: TapIo> Bridge<T> {
                     let line = self.status(t).line();
                     say(line);
                 }
-                Wake::Read(r) => self.on_read(t, r),
+                Wake::Read(r) => {
+                    self.keep_polling(t, matches!(r, Ok(n) if n > 0));
+                    self.on_read(t, r);
+                }
                 Wake::Wrote(r) => self.on_wrote(t, r),
-                Wake::Tap(r) => self.on_tap(r),
+                Wake::Tap(r) => {
+                    self.keep_polling(t, r.is_ok());
+                    self.on_tap(r);
+                }
+                Wake::Spin => {}
                 Wake::Connected(r) => {
                     self.connecting = None;
                     self.on_connected(t, r);
@@ -437,6 +452,13 @@ impl<T: TapIo> Bridge<T> {
             if t >= self.status_due {
                 self.write_status(t);
             }
+        }
+    }
+
+    /// Traffic moved: with `--busy-poll`, poll rather than sleep for a while.
+    fn keep_polling(&mut self, t: Instant, traffic: bool) {
+        if traffic && !self.settings.busy_poll.is_zero() {
+            self.poll_until = t + self.settings.busy_poll;
         }
     }
 

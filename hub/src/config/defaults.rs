@@ -59,3 +59,5 @@ pub const MAX_BATCH_RANGE: std::ops::RangeInclusive<usize> = 1..=4096;
 pub const MAX_HEADER_BYTES_RANGE: std::ops::RangeInclusive<usize> = 1024..=1 << 20;
 /// A flood names the shards it crosses to in a fixed-size set.
 pub const MAX_SHARDS: usize = switch_core::fabric::MAX_SHARDS;
+/// Longest `busy_poll`: longer spins only burn CPU through real pauses.
+pub const MAX_BUSY_POLL: std::time::Duration = std::time::Duration::from_millis(10);

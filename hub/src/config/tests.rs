@@ -139,6 +139,8 @@ fn durations_and_sizes() {
     assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
     assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
     assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+    assert_eq!(parse_duration("200us"), Ok(Duration::from_micros(200)));
+    assert_eq!(parse_duration("0.2ms"), Ok(Duration::from_micros(200)));
     assert!(parse_duration("5").is_err());
     assert!(parse_duration("5x").is_err());
     assert!(parse_duration("").is_err());
@@ -160,6 +162,23 @@ fn durations_and_sizes() {
     assert_eq!(fmt_duration(Duration::from_millis(300)), "300ms");
     assert_eq!(fmt_duration(Duration::from_millis(1500)), "1500ms");
     assert_eq!(fmt_duration(Duration::from_nanos(1_000_001)), "1000001ns");
+    assert_eq!(fmt_duration(Duration::from_micros(250)), "250us");
+    // What it writes, it reads back.
+    for d in [250_000, 1_000_001, 1_500_000_000] {
+        let d = Duration::from_nanos(d);
+        assert_eq!(parse_duration(&fmt_duration(d)), Ok(d));
+    }
+}
+
+#[test]
+fn busy_poll_is_off_by_default_and_at_most_10ms() {
+    assert_eq!(Config::default().busy_poll, Duration::ZERO);
+    let c = Config::from_toml("busy_poll = \"300us\"\n").unwrap();
+    assert_eq!(c.busy_poll, Duration::from_micros(300));
+    assert_eq!(
+        errors("busy_poll = \"20ms\"\n"),
+        "vhub.toml:1:1: busy_poll: 20ms is longer than 10ms: a shard would spin through pauses in the traffic that sleeping costs nothing in"
+    );
 }
 
 #[test]

@@ -39,6 +39,11 @@ pub struct Config {
     /// Number of shards; 0 = one per core.
     pub shards: usize,
     pub io_backend: IoBackendSetting,
+    /// After traffic, a shard keeps polling for this long before it sleeps
+    /// (0 = never): the next frame finds it awake. Costs CPU while it
+    /// polls; see docs/ARCHITECTURE.md, "Busy-poll".
+    #[serde(deserialize_with = "de_duration")]
+    pub busy_poll: Duration,
     /// How the log on standard error is written: `text` or `json` (one
     /// object per line). `--log-format` / `VHUB_LOG_FORMAT` win over it.
     pub log_format: LogFormat,
@@ -69,6 +74,7 @@ impl Default for Config {
             cert_dir: None,
             shards: 0,
             io_backend: IoBackendSetting::Auto,
+            busy_poll: Duration::ZERO,
             log_format: LogFormat::Text,
             users_file: None,
             tls: TlsConfig::default(),

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use super::bridge::{check_ifname, BridgeMode};
 use super::defaults::{
-    CIPHER_PRESETS, MAX_BATCH_RANGE, MAX_FRAME_RANGE, MAX_HEADER_BYTES_RANGE, MAX_SHARDS,
-    MAX_SOCKET_PATH,
+    CIPHER_PRESETS, MAX_BATCH_RANGE, MAX_FRAME_RANGE, MAX_HEADER_BYTES_RANGE, MAX_BUSY_POLL,
+    MAX_SHARDS, MAX_SOCKET_PATH,
 };
 use super::paths::is_off;
 use super::problems::{path, ConfigProblem, KeyPath};
@@ -114,6 +114,16 @@ impl Validator {
                 format!(
                     "{} is too many; at most {MAX_SHARDS} (0 = one per core)",
                     c.shards
+                ),
+            );
+        }
+        if c.busy_poll > MAX_BUSY_POLL {
+            self.add(
+                path("busy_poll"),
+                format!(
+                    "{} is longer than {}: a shard would spin through pauses in the traffic that sleeping costs nothing in",
+                    fmt_duration(c.busy_poll),
+                    fmt_duration(MAX_BUSY_POLL)
                 ),
             );
         }

@@ -97,6 +97,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             .unwrap_or(tail.len());
         let (unit, tail) = tail.split_at(unit_len);
         let unit_ns: u128 = match unit {
+            "ns" => 1,
+            "us" => 1_000,
             "ms" => 1_000_000,
             "s" => 1_000_000_000,
             "m" => 60_000_000_000,
@@ -104,12 +106,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             "d" => 86_400_000_000_000,
             "" => {
                 return Err(format!(
-                    "{s:?} needs a unit: ms, s, m, h or d (e.g. \"5s\")"
+                    "{s:?} needs a unit: us, ms, s, m, h or d (e.g. \"5s\")"
                 ))
             }
             _ => {
                 return Err(format!(
-                    "{s:?} has the unknown unit {unit:?}; use ms, s, m, h or d"
+                    "{s:?} has the unknown unit {unit:?}; use us, ms, s, m, h or d"
                 ))
             }
         };
@@ -172,8 +174,10 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
 
 /// Formats a duration the way the config writes it (`"5s"`, `"300ms"`).
 pub fn fmt_duration(d: Duration) -> String {
-    if d.subsec_nanos() != d.subsec_millis() * 1_000_000 {
+    if d.subsec_nanos() != d.subsec_micros() * 1_000 {
         format!("{}ns", d.as_nanos())
+    } else if d.subsec_nanos() != d.subsec_millis() * 1_000_000 {
+        format!("{}us", d.as_micros())
     } else if d.subsec_millis() != 0 {
         format!("{}ms", d.as_millis())
     } else {

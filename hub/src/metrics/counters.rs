@@ -58,4 +58,6 @@ counters!(Local {
     protocol_errors,
     migrations,
     wakeups,
+    busy_poll_ns,
+    busy_poll_hits,
 });

@@ -6,17 +6,21 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
-pub(super) fn counter(
+/// A counter of events (`u64`) or of seconds (`f64`).
+pub(super) fn counter<N>(
     enc: &mut DescriptorEncoder,
     name: &str,
     help: &str,
-    v: u64,
-) -> std::fmt::Result {
+    v: N,
+) -> std::fmt::Result
+where
+    ConstCounter<N>: EncodeMetric,
+{
     ConstCounter::new(v).encode(enc.encode_descriptor(
         name,
         help,
         None,
-        ConstCounter::<u64>::new(0).metric_type(),
+        prometheus_client::metrics::MetricType::Counter,
     )?)
 }
 

@@ -265,6 +265,18 @@ pub(super) fn encode_handoff(enc: &mut DescriptorEncoder, t: &Local) -> std::fmt
         "vhub_shard_wakeups",
         "Times a shard was woken by another shard's batch.",
         t.wakeups,
+    )?;
+    counter(
+        enc,
+        "vhub_busy_poll_seconds",
+        "Time shards spent polling after traffic instead of sleeping (busy_poll).",
+        t.busy_poll_ns as f64 / 1e9,
+    )?;
+    counter(
+        enc,
+        "vhub_busy_poll_hits",
+        "Traffic that found its shard polling (busy_poll): each a wake-up saved.",
+        t.busy_poll_hits,
     )
 }
 

@@ -55,6 +55,9 @@ pub trait Backend: 'static {
     /// Wakes a pending `accept` so the accept loop can end.
     fn shutdown_listener(l: &Self::Listener);
     fn stream_from_std(s: std::net::TcpStream) -> io::Result<Self::Stream>;
+    /// One round of a busy-poll: lets the runtime send what is queued and
+    /// pick up what arrived, without putting the thread to sleep.
+    fn spin_once() -> impl Future<Output = ()>;
 }
 
 /// Which backend to run, from `--io-backend`.

@@ -91,6 +91,17 @@ impl Backend for Uring {
         tokio_uring::spawn(fut);
     }
 
+    /// A no-op through the ring. A task that merely yields would not do:
+    /// tokio's scheduler skips its park hook when a task yields, and that
+    /// hook is where tokio-uring submits the queued operations, so a
+    /// yielding loop would hold every write back. Waiting for a no-op lets
+    /// the runtime park: the hook submits (the no-op with every queued
+    /// write), the no-op completes at once, so the wait for events returns
+    /// at once with whatever else arrived.
+    async fn spin_once() {
+        let _ = tokio_uring::no_op().await;
+    }
+
     fn listener(l: std::net::TcpListener) -> io::Result<Listener> {
         Ok(Listener(tokio_uring::net::TcpListener::from_std(l)))
     }

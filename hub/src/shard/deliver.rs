@@ -152,6 +152,7 @@ impl<B: Backend> Shard<B> {
             }
         }
         st.dirty = dirty;
+        self.note_traffic();
         self.sb.metrics.shards[self.id as usize].publish(&mut st.counters);
         self.sb.metrics.buffered[self.id as usize].store(st.buffered as u64, Ordering::Relaxed);
     }

@@ -204,6 +204,11 @@ pub struct Shard<B: Backend> {
     /// Memory was freed (a session ended, a writer gave its buffers back):
     /// housekeeping hands free pages back to the system.
     trim: Cell<bool>,
+    /// Busy-poll (`busy_poll` > 0): traffic since the poller last looked,
+    /// whether it is polling, and what starts it when it is not.
+    traffic: Cell<bool>,
+    polling: Cell<bool>,
+    poll_start: Notify,
 }
 
 impl<B: Backend> Shard<B> {
@@ -249,10 +254,17 @@ impl<B: Backend> Shard<B> {
                 done: Notify::new(),
                 drained: Notify::new(),
                 trim: Cell::new(false),
+                traffic: Cell::new(false),
+                polling: Cell::new(false),
+                poll_start: Notify::new(),
             });
             B::spawn(shard.clone().mailbox_loop());
             B::spawn(shard.clone().housekeeping());
             B::spawn(shard.clone().accept_loop(listener));
+            let window = shard.ctx.settings.busy_poll;
+            if !window.is_zero() {
+                B::spawn(shard.clone().busy_poll(window));
+            }
             shard.done.notified().await;
             shard.drain().await;
         });
@@ -275,6 +287,48 @@ impl<B: Backend> Shard<B> {
                 );
                 return;
             }
+        }
+    }
+
+    /// Keeps the shard awake for `window` after its last traffic: the
+    /// thread polls for events instead of sleeping, so the next frame (a
+    /// reply, typically) is handled by a running thread with warm caches
+    /// instead of one woken from a halted CPU. Started by
+    /// [`Shard::note_traffic`]; the time spent polling is counted in
+    /// `vhub_busy_poll_seconds_total`.
+    async fn busy_poll(self: Rc<Self>, window: Duration) {
+        loop {
+            self.poll_start.notified().await;
+            let start = Instant::now();
+            self.traffic.set(false);
+            let mut until = start + window;
+            let mut hits = 0;
+            loop {
+                B::spin_once().await;
+                let now = Instant::now();
+                if self.traffic.replace(false) {
+                    hits += 1;
+                    until = now + window;
+                } else if now >= until {
+                    break;
+                }
+            }
+            self.polling.set(false);
+            let mut st = self.st.borrow_mut();
+            st.counters.busy_poll_ns += start.elapsed().as_nanos() as u64;
+            st.counters.busy_poll_hits += hits;
+            self.sb.metrics.shards[self.id as usize].publish(&mut st.counters);
+        }
+    }
+
+    /// Frames moved: with busy-poll on, stay awake a while.
+    fn note_traffic(&self) {
+        if self.ctx.settings.busy_poll.is_zero() {
+            return;
+        }
+        self.traffic.set(true);
+        if !self.polling.replace(true) {
+            self.poll_start.notify_one();
         }
     }
 
