@@ -31,7 +31,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
                 "{s:?} needs a unit: write \"{num}s\" or \"{num}ms\""
             ))
         }
-        other => return Err(format!("{s:?}: unknown unit {other:?} (use us, ms, s, m or h)")),
+        other => {
+            return Err(format!(
+                "{s:?}: unknown unit {other:?} (use us, ms, s, m or h)"
+            ))
+        }
     };
     let secs = value * unit_secs;
     if !secs.is_finite() || secs > 1e9 {

@@ -264,7 +264,11 @@ fn a_busy_polling_shard_sends_while_it_polls(backend: IoBackend) {
         let mut b = TestClient::connect(hub.shard_addr(shards - 1), "DEFAULT", None).unwrap();
         b.send(&frame(BROADCAST, mac(2), b"b"));
         b.pump().unwrap();
-        assert_eq!(a.recv_until(1, T), 1, "{shards} shards: b's broadcast reaches a");
+        assert_eq!(
+            a.recv_until(1, T),
+            1,
+            "{shards} shards: b's broadcast reaches a"
+        );
         a.set_read_wait(Duration::from_millis(1)).unwrap();
         let sent = Arc::new(AtomicUsize::new(0));
         let sender = {
@@ -304,7 +308,9 @@ fn a_busy_polling_shard_sends_while_it_polls(backend: IoBackend) {
             "{shards} shards: the time spent polling is counted"
         );
         let hits = hub.metric("vhub_busy_poll_hits_total");
-        eprintln!("{shards} shards: {hits} rounds of traffic found their shard polling ({N} frames sent)");
+        eprintln!(
+            "{shards} shards: {hits} rounds of traffic found their shard polling ({N} frames sent)"
+        );
         assert!(
             hits >= (N / 3) as f64,
             "{shards} shards: only {hits} rounds of traffic found their shard polling ({N} frames sent)"

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::bridge::{check_ifname, BridgeMode};
 use super::defaults::{
-    CIPHER_PRESETS, MAX_BATCH_RANGE, MAX_FRAME_RANGE, MAX_HEADER_BYTES_RANGE, MAX_BUSY_POLL,
+    CIPHER_PRESETS, MAX_BATCH_RANGE, MAX_BUSY_POLL, MAX_FRAME_RANGE, MAX_HEADER_BYTES_RANGE,
     MAX_SHARDS, MAX_SOCKET_PATH,
 };
 use super::paths::is_off;
