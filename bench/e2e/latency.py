@@ -204,8 +204,10 @@ def main():
     ap.add_argument("--hub-config", default="", help="extra top-level lines for the hub's config")
     ap.add_argument("--vhub", help="the hub binary (default: target/PROFILE/vhub)")
     ap.add_argument("--vnic", help="the client binary (default: target/PROFILE/vnic)")
+    ap.add_argument("--pin", action="store_true", help="hub on CPU 1; vnics and ping on CPU 0")
     ap.add_argument("--json")
     args = ap.parse_args()
+    hub_cpus, client_cpus = (["taskset", "-c", "1"], ["taskset", "-c", "0"]) if args.pin else ([], [])
     if os.geteuid() != 0:
         sys.exit("needs root (namespaces, TAP devices, perf)")
     e2e.set_prefix("lat")
@@ -224,12 +226,12 @@ def main():
                     f'io_backend = "{args.io_backend}"\n{args.hub_config}\n[[hub]]\nname = "DEFAULT"\nanonymous = true\n')
         subprocess.run([vhub, "cert", "generate", "--cert-dir", f"{tmp}/certs", "--ip", "10.99.1.1",
                         "--ip", "10.99.2.1"], check=True, capture_output=True)
-        hub = e2e.spawn([vhub, "--config", cfg], ns=e2e.NS["h"], log=open(f"{tmp}/hub.log", "w"))
+        hub = e2e.spawn(hub_cpus + [vhub, "--config", cfg], ns=e2e.NS["h"], log=open(f"{tmp}/hub.log", "w"))
         e2e.wait_for(lambda: os.path.exists(f"{tmp}/certs/ca.crt"), "the hub's certificate")
         time.sleep(0.5)
         vnics = {}
         for side, net, ip in (("a", 1, "10.77.0.1/24"), ("b", 2, "10.77.0.2/24")):
-            vnics[side] = e2e.spawn([vnic, "connect", f"https://10.99.{net}.1:{e2e.PORT}/DEFAULT",
+            vnics[side] = e2e.spawn(client_cpus + [vnic, "connect", f"https://10.99.{net}.1:{e2e.PORT}/DEFAULT",
                                      "--tap", f"t{side}", "--ip", ip, "--ca", f"{tmp}/certs/ca.crt"],
                                     ns=e2e.NS[side], log=open(f"{tmp}/vnic-{side}.log", "w"))
         e2e.wait_for(lambda: e2e.sh(["ping", "-c", "1", "-W", "1", "10.77.0.2"], ns=e2e.NS["a"], check=False,
@@ -241,7 +243,7 @@ def main():
         cmd = ["perf", "record", "-q", "-a", "-m", "4096", "-o", data]
         for e in EVENTS + [e for e in os.environ.get("LATENCY_EXTRA_EVENTS", "").split(",") if e]:
             cmd += ["-e", e]
-        cmd += ["--", "sh", "-c", f"ip netns exec {e2e.NS['a']} ping -c {args.count} -i {args.interval} "
+        cmd += ["--", "sh", "-c", f"ip netns exec {e2e.NS['a']} {' '.join(client_cpus)} ping -c {args.count} -i {args.interval} "
                 f"10.77.0.2 > {ping_out}"]
         who = {"vnic a": tids(vnics["a"].pid), "vnic b": tids(vnics["b"].pid), "hub": tids(hub.pid)}
         subprocess.run(cmd, check=True, capture_output=True)

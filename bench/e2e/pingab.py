@@ -16,6 +16,12 @@ starts every variant afresh, in order, and measures:
   busy-poll costs an idle-ish link), per second of wall time;
 - one TCP stream for `--seconds` (iperf3): Gbit/s and CPU-seconds per GB.
 
+`--pin` puts the hub on CPU 1 and everything else it starts (vnics, ping,
+iperf3) on CPU 0, as a hub on a server of its own would be: a hub that
+polls then takes no CPU time from the clients. (The kernel's softirq work
+for the veths runs where it is raised.) Without it, everything shares the
+machine's cores.
+
 The bare routed path between the same namespaces is pinged once per round
 for reference. Nothing is asserted: this is a measurement.
 """
@@ -25,9 +31,13 @@ sys.dont_write_bytecode = True
 import e2e  # noqa: E402
 
 
+CLIENT_CPUS = []  # ["taskset", "-c", "0"] with --pin
+HUB_CPUS = []
+
+
 def pings(ns, dst, count, interval):
     """ping's per-echo times (ms) and how many were lost."""
-    r = e2e.sh(["ping", "-c", str(count), "-i", str(interval), dst], ns=ns, capture=True, check=False,
+    r = e2e.sh(CLIENT_CPUS + ["ping", "-c", str(count), "-i", str(interval), dst], ns=ns, capture=True, check=False,
                timeout=count * interval + 30)
     times = [float(t) for t in re.findall(r"time=([\d.]+) ms", r.stdout)]
     return times, count - len(times)
@@ -44,6 +54,19 @@ def summary(times, lost):
     return {"avg": statistics.mean(times), "p99": pct(times, 99), "max": max(times), "lost": lost}
 
 
+def iperf(seconds):
+    """One TCP stream a -> b (as e2e.iperf, on the clients' CPUs)."""
+    srv = e2e.spawn(CLIENT_CPUS + ["iperf3", "-s", "-1", "-B", "10.77.0.2"], ns=e2e.NS["b"])
+    time.sleep(0.5)
+    r = e2e.sh(CLIENT_CPUS + ["iperf3", "-c", "10.77.0.2", "-J", "-t", str(seconds)], ns=e2e.NS["a"],
+               capture=True, check=False, timeout=seconds + 30)
+    srv.wait(timeout=10)
+    try:
+        return json.loads(r.stdout)
+    except json.JSONDecodeError:
+        raise RuntimeError(f"iperf3 failed: {r.stdout[-500:]} {r.stderr[-500:]}")
+
+
 def run_variant(label, lines, vhub, vnic, tmp, args):
     cfg = os.path.join(tmp, f"vhub-{label}.toml")
     parts = [s.strip() for s in lines.split(";")]
@@ -52,14 +75,14 @@ def run_variant(label, lines, vhub, vnic, tmp, args):
     with open(cfg, "w") as f:
         f.write(f'listen = "0.0.0.0:{e2e.PORT}"\nmetrics_listen = "off"\nadmin_socket = "off"\n'
                 f'cert_dir = "{tmp}/certs"\n{body}\n[[hub]]\nname = "DEFAULT"\nanonymous = true\n')
-    hub = e2e.spawn([vhub, "--config", cfg], ns=e2e.NS["h"], log=open(f"{tmp}/hub-{label}.log", "w"))
+    hub = e2e.spawn(HUB_CPUS + [vhub, "--config", cfg], ns=e2e.NS["h"], log=open(f"{tmp}/hub-{label}.log", "w"))
     procs = [hub]
     try:
         time.sleep(0.5)
         if hub.poll() is not None:
             raise RuntimeError(f"the hub ({label}) did not start: see {tmp}/hub-{label}.log")
         for side, net, ip in (("a", 1, "10.77.0.1/24"), ("b", 2, "10.77.0.2/24")):
-            procs.append(e2e.spawn([vnic, "connect", f"https://10.99.{net}.1:{e2e.PORT}/DEFAULT", "--tap",
+            procs.append(e2e.spawn(CLIENT_CPUS + [vnic, "connect", f"https://10.99.{net}.1:{e2e.PORT}/DEFAULT", "--tap",
                                     f"t{side}", "--ip", ip, "--ca", f"{tmp}/certs/ca.crt"] + vnic_extra, ns=e2e.NS[side],
                                    log=open(f"{tmp}/vnic-{side}-{label}.log", "w")))
         e2e.wait_for(lambda: e2e.sh(["ping", "-c", "1", "-W", "1", "10.77.0.2"], ns=e2e.NS["a"], check=False,
@@ -74,7 +97,7 @@ def run_variant(label, lines, vhub, vnic, tmp, args):
             res[key] = summary(times, lost)
             res[key]["cpu_per_s"] = {r: (after[r] - before[r]) / wall for r in roles}
         before = e2e.cpu_by_role(roles)
-        j = e2e.iperf(e2e.NS["a"], e2e.NS["b"], "10.77.0.2", args.seconds, [])
+        j = iperf(args.seconds)
         after = e2e.cpu_by_role(roles)
         got = j["end"]["sum_received"]
         gb = got["bytes"] / 1e9
@@ -100,8 +123,12 @@ def main():
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--vnic", help="the client binary (default: target/release/vnic)")
+    ap.add_argument("--pin", action="store_true", help="hub on CPU 1, clients on CPU 0")
     ap.add_argument("--json")
     args = ap.parse_args()
+    if args.pin:
+        CLIENT_CPUS.extend(["taskset", "-c", "0"])
+        HUB_CPUS.extend(["taskset", "-c", "1"])
     if os.geteuid() != 0:
         sys.exit("needs root (namespaces, TAP devices)")
     variants = []

@@ -210,12 +210,16 @@ pub fn start(
         auth: AuthPool::new(auth, 2),
     });
     let mut handles = Vec::new();
+    let cpus = allowed_cpus();
     for (i, l) in listeners.into_iter().enumerate() {
         let (sb, ctx) = (sb.clone(), ctx.clone());
+        let cpu = (!cpus.is_empty()).then(|| cpus[i % cpus.len()]);
         let h = std::thread::Builder::new()
             .name(format!("shard-{i}"))
             .spawn(move || {
-                pin_to_core(i);
+                if let Some(cpu) = cpu {
+                    pin_to_cpu(cpu);
+                }
                 match backend {
                     IoBackend::Uring => Shard::<net::uring::Uring>::run(i as u16, sb, ctx, l),
                     IoBackend::Epoll => Shard::<net::epoll::Epoll>::run(i as u16, sb, ctx, l),
@@ -242,16 +246,31 @@ pub fn cert_not_after(pem: &[u8]) -> Option<i64> {
     Some(i64::from(d.days) * 86_400 + i64::from(d.secs))
 }
 
-/// Pins the calling thread to one core (best effort).
-fn pin_to_core(i: usize) {
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+/// The CPUs this process may run on, in order: its affinity mask, which
+/// `taskset`, systemd's `CPUAffinity=` or a cpuset narrow. Shard `i` is
+/// pinned to the `i`-th of them (round robin), never to a CPU outside
+/// them. Empty if the mask cannot be read (then nothing is pinned).
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_getaffinity
+    // writes at most its size; CPU_ISSET reads within it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect()
+    }
+}
+
+/// Pins the calling thread to `cpu` (best effort).
+fn pin_to_cpu(cpu: usize) {
     // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes within it;
     // sched_setaffinity(0, …) affects only this thread.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(i % cores, &mut set);
+        libc::CPU_SET(cpu, &mut set);
         libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
     }
 }

@@ -348,3 +348,59 @@ fn an_unknown_io_backend_is_refused_with_the_choices() {
         hub.log()
     );
 }
+
+/// Shards are pinned one per CPU, but only to CPUs the hub may use: under
+/// `taskset` (or systemd's `CPUAffinity=`) every shard stays inside the
+/// given set, however many shards there are.
+#[test]
+fn shards_stay_on_the_cpus_the_hub_was_given() {
+    let allowed: Vec<usize> = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .map(|l| parse_cpu_list(l.trim()))
+        .unwrap();
+    // The last CPU this test may use: on a machine with more than one, not
+    // CPU 0, where a shard numbered 0 would go if the set were ignored.
+    let cpu = *allowed.last().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = anonymous_config(dir.path());
+    let mut hub = Vhub::spawn_via(
+        &["taskset", "-c", &cpu.to_string()],
+        &["--config", &cfg, "--shards", "2"],
+    );
+    hub.wait_ready();
+    let pid = hub.child.id();
+    let mut shards = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let task = task.unwrap().path();
+        let comm = std::fs::read_to_string(task.join("comm")).unwrap();
+        if !comm.starts_with("shard-") {
+            continue;
+        }
+        shards += 1;
+        let status = std::fs::read_to_string(task.join("status")).unwrap();
+        let list = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .unwrap()
+            .trim();
+        assert_eq!(
+            parse_cpu_list(list),
+            vec![cpu],
+            "{} runs on CPUs {list}, outside the set it was given ({cpu})",
+            comm.trim()
+        );
+    }
+    assert_eq!(shards, 2, "both shard threads were found");
+}
+
+/// "0-2,5" → [0, 1, 2, 5].
+fn parse_cpu_list(s: &str) -> Vec<usize> {
+    s.split(',')
+        .flat_map(|part| match part.split_once('-') {
+            Some((a, b)) => (a.parse().unwrap()..=b.parse().unwrap()).collect::<Vec<usize>>(),
+            None => vec![part.parse().unwrap()],
+        })
+        .collect()
+}

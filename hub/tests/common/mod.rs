@@ -650,9 +650,23 @@ impl Vhub {
     /// Starts `vhub ARGS --listen … --metrics-listen …` on free ports.
     /// Does not wait: see [`Vhub::wait_ready`].
     pub fn spawn(args: &[&str]) -> Vhub {
+        Self::spawn_via(&[], args)
+    }
+
+    /// As [`Vhub::spawn`], started through `wrapper` (e.g. `taskset -c 1`).
+    pub fn spawn_via(wrapper: &[&str], args: &[&str]) -> Vhub {
         use std::io::BufRead;
         let (listen, metrics) = (free_addr(), free_addr());
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vhub"))
+        let bin = env!("CARGO_BIN_EXE_vhub");
+        let mut cmd = match wrapper.split_first() {
+            Some((prog, rest)) => {
+                let mut c = std::process::Command::new(prog);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => std::process::Command::new(bin),
+        };
+        let mut child = cmd
             .args(args)
             .args(["--listen", &listen.to_string()])
             .args(["--metrics-listen", &metrics.to_string()])
