@@ -753,6 +753,34 @@ mod tests {
         assert_eq!(s.hub_order, HubOrder::Ordered);
         assert_eq!(s.failback, Some(Duration::from_secs(60)));
         assert!(s.arp_suppression);
+        assert_eq!(s.busy_poll, Duration::ZERO, "busy-poll is off by default");
+    }
+
+    #[test]
+    fn busy_poll_from_the_flag_or_the_file_at_most_10ms() {
+        let resolve = |a: &ConnectArgs, f: FileConfig| Settings::resolve_with(a, f, no_env, 0);
+        let mut a = args("https://h:8443/A");
+        a.busy_poll = Some(Duration::from_micros(200));
+        assert_eq!(
+            resolve(&a, FileConfig::default()).unwrap().busy_poll,
+            Duration::from_micros(200)
+        );
+        let file = FileConfig {
+            busy_poll: Some(Duration::from_millis(1)),
+            ..FileConfig::default()
+        };
+        let plain = args("https://h:8443/A");
+        assert_eq!(
+            resolve(&plain, file).unwrap().busy_poll,
+            Duration::from_millis(1)
+        );
+        a.busy_poll = Some(Duration::from_millis(20));
+        let e = resolve(&a, FileConfig::default()).unwrap_err();
+        assert!(
+            e.iter()
+                .any(|p| p.contains("--busy-poll 20.0 ms is longer than 10ms")),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -42,7 +42,15 @@ fn two_vnics_share_a_lan_and_another_hub_sees_nothing() {
             },
         )
     };
-    let va = start(&a, "DEFAULT", "alice", "10.77.0.11/24", vec![]);
+    // a polls after traffic (`--busy-poll`): pings and iperf3 must cross
+    // with its event loop polling instead of sleeping.
+    let va = start(
+        &a,
+        "DEFAULT",
+        "alice",
+        "10.77.0.11/24",
+        vec!["--busy-poll".into(), "1ms".into()],
+    );
     let vb = start(
         &b,
         "DEFAULT",
