@@ -365,10 +365,11 @@ def cpu_by_role(pids):
     return {role: sum(cpu_seconds(p) for p in ps) for role, ps in pids.items()}
 
 
-def iperf(client_ns, server_ns, server_ip, seconds, extra):
-    srv = spawn(["iperf3", "-s", "-1", "-B", server_ip], ns=server_ns)
+def iperf(client_ns, server_ns, server_ip, seconds, extra, wrap=()):
+    """`wrap`: a command prefix for both ends (e.g. taskset)."""
+    srv = spawn([*wrap, "iperf3", "-s", "-1", "-B", server_ip], ns=server_ns)
     time.sleep(0.5)
-    r = sh(["iperf3", "-c", server_ip, "-J", "-t", str(seconds)] + extra, ns=client_ns, capture=True, check=False, timeout=seconds + 30)
+    r = sh([*wrap, "iperf3", "-c", server_ip, "-J", "-t", str(seconds)] + extra, ns=client_ns, capture=True, check=False, timeout=seconds + 30)
     srv.wait(timeout=10)
     try:
         return json.loads(r.stdout)

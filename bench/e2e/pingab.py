@@ -54,19 +54,6 @@ def summary(times, lost):
     return {"avg": statistics.mean(times), "p99": pct(times, 99), "max": max(times), "lost": lost}
 
 
-def iperf(seconds):
-    """One TCP stream a -> b (as e2e.iperf, on the clients' CPUs)."""
-    srv = e2e.spawn(CLIENT_CPUS + ["iperf3", "-s", "-1", "-B", "10.77.0.2"], ns=e2e.NS["b"])
-    time.sleep(0.5)
-    r = e2e.sh(CLIENT_CPUS + ["iperf3", "-c", "10.77.0.2", "-J", "-t", str(seconds)], ns=e2e.NS["a"],
-               capture=True, check=False, timeout=seconds + 30)
-    srv.wait(timeout=10)
-    try:
-        return json.loads(r.stdout)
-    except json.JSONDecodeError:
-        raise RuntimeError(f"iperf3 failed: {r.stdout[-500:]} {r.stderr[-500:]}")
-
-
 def run_variant(label, lines, vhub, vnic, tmp, args):
     cfg = os.path.join(tmp, f"vhub-{label}.toml")
     parts = [s.strip() for s in lines.split(";")]
@@ -97,7 +84,7 @@ def run_variant(label, lines, vhub, vnic, tmp, args):
             res[key] = summary(times, lost)
             res[key]["cpu_per_s"] = {r: (after[r] - before[r]) / wall for r in roles}
         before = e2e.cpu_by_role(roles)
-        j = iperf(args.seconds)
+        j = e2e.iperf(e2e.NS["a"], e2e.NS["b"], "10.77.0.2", args.seconds, [], wrap=CLIENT_CPUS)
         after = e2e.cpu_by_role(roles)
         got = j["end"]["sum_received"]
         gb = got["bytes"] / 1e9

@@ -234,13 +234,7 @@ fn through_squid_http_connect_with_basic_auth() {
     va.wait_connected(T);
     s.ping_both_ways();
     let st = va.status().unwrap();
-    assert!(
-        st["relay"]
-            .as_str()
-            .unwrap()
-            .starts_with("via http://proxyuser:***@"),
-        "{st}"
-    );
+    assert_relay_shown_masked(&st);
 }
 
 #[test]
@@ -608,13 +602,7 @@ fn softether_through_squid_with_a_pinned_certificate() {
     let out = va.proc.output();
     assert!(out.contains("SoftEther session"), "{out}");
     let st = va.status().unwrap();
-    assert!(
-        st["relay"]
-            .as_str()
-            .unwrap()
-            .starts_with("via http://proxyuser:***@"),
-        "{st}"
-    );
+    assert_relay_shown_masked(&st);
     s.ping_both_ways();
     let sessions = s.hub.ctl(&["sessions"]);
     let text = String::from_utf8_lossy(&sessions.stdout);
@@ -622,5 +610,16 @@ fn softether_through_squid_with_a_pinned_certificate() {
         text.lines()
             .any(|l| l.contains("carol") && l.contains("softether")),
         "{text}"
+    );
+}
+
+/// The status names the squid relay with its password masked.
+fn assert_relay_shown_masked(st: &serde_json::Value) {
+    assert!(
+        st["relay"]
+            .as_str()
+            .unwrap()
+            .starts_with("via http://proxyuser:***@"),
+        "{st}"
     );
 }

@@ -209,21 +209,7 @@ fn vnic_and_a_real_softether_client_share_a_real_vpnserver_hub() {
         ping_works(&b, "10.60.0.2", T),
         "the SoftEther client cannot ping vnic"
     );
-    let ab = ping_report(&a, "10.60.0.3");
-    let ba = ping_report(&b, "10.60.0.2");
-    assert!(ab.received > 0 && ba.received > 0, "{ab:?} {ba:?}");
-    println!(
-        "RESULT ping vnic->vpnclient {}/{} rtt {:?} ms; vpnclient->vnic {}/{} rtt {:?} ms",
-        ab.received, ab.transmitted, ab.rtt, ba.received, ba.transmitted, ba.rtt
-    );
-
-    // iperf3 both ways (printed, never asserted on speed).
-    let up = iperf3(&b, "10.60.0.3", &a, d, false);
-    let down = iperf3(&b, "10.60.0.3", &a, d, true);
-    println!(
-        "RESULT iperf3 vnic->vpnclient {up:.2} Gbit/s, vpnclient->vnic {down:.2} Gbit/s \
-         (through the real vpnserver)"
-    );
+    ping_and_iperf3_both_ways(&a, "10.60.0.2", &b, "10.60.0.3", d, "the real vpnserver");
     let st = vnic.read_status().unwrap();
     assert_eq!(st["offload"], false, "{st}");
     assert!(status_counter(&st, "rx_frames").unwrap() > 0, "{st}");

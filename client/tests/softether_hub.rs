@@ -235,19 +235,7 @@ fn real_softether_clients_and_vnic_share_a_vhub_hub() {
         ping_works(&b, "10.61.0.1", T),
         "the SoftEther client cannot ping vnic"
     );
-    let ab = ping_report(&a, "10.61.0.2");
-    let ba = ping_report(&b, "10.61.0.1");
-    assert!(ab.received > 0 && ba.received > 0, "{ab:?} {ba:?}");
-    println!(
-        "RESULT ping vnic->vpnclient {}/{} rtt {:?} ms; vpnclient->vnic {}/{} rtt {:?} ms",
-        ab.received, ab.transmitted, ab.rtt, ba.received, ba.transmitted, ba.rtt
-    );
-    let up = iperf3(&b, "10.61.0.2", &a, d, false);
-    let down = iperf3(&b, "10.61.0.2", &a, d, true);
-    println!(
-        "RESULT iperf3 vnic->vpnclient {up:.2} Gbit/s, vpnclient->vnic {down:.2} Gbit/s \
-         (through vhub)"
-    );
+    ping_and_iperf3_both_ways(&a, "10.61.0.1", &b, "10.61.0.2", d, "vhub");
     assert!(
         cb.established("lab"),
         "b's session ended under load: {}\n{}",

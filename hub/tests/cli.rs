@@ -404,3 +404,31 @@ fn parse_cpu_list(s: &str) -> Vec<usize> {
         })
         .collect()
 }
+
+/// `busy_poll` in the config file reaches the shards: after traffic they
+/// poll, and the time is counted (0 while it is off, the default).
+#[test]
+fn busy_poll_from_the_config_file_makes_shards_poll_after_traffic() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("vhub.toml");
+    write(
+        &config,
+        "cert_dir = \"state\"\nbusy_poll = \"1ms\"\n[[hub]]\nname = \"DEFAULT\"\nanonymous = true\n",
+    );
+    let mut hub = Vhub::spawn(&["--config", config.to_str().unwrap(), "--shards", "1"]);
+    hub.wait_ready();
+    let polled = || {
+        let (_, _, m) = common::http_get(hub.metrics, "/metrics", &[]);
+        metric(&m, "vhub_busy_poll_seconds_total")
+    };
+    assert_eq!(polled(), 0.0, "no traffic yet, no polling");
+    let mut a = TestClient::connect(hub.listen, "DEFAULT", None).unwrap();
+    let mut b = TestClient::connect(hub.listen, "DEFAULT", None).unwrap();
+    a.send(&frame(BROADCAST, mac(1), b"poll"));
+    a.pump().unwrap();
+    assert_eq!(b.recv_until(1, T), 1);
+    assert!(
+        wait_for(T, || polled() > 0.0),
+        "the shard never polled: busy_poll did not reach it"
+    );
+}

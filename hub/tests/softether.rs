@@ -418,22 +418,18 @@ fn an_anonymous_hub_takes_anonymous_softether_logins() {
 fn a_softether_session_is_listed_kicked_and_closed_at_shutdown() {
     let hub = start_hub(1, false, |_| {});
     let sb = hub.server().switchboard.clone();
-    let mut kicked = SeClient::login(
-        hub.addr(),
-        "DEFAULT",
-        "alice",
-        password("alice", "secret"),
-        false,
-    )
-    .unwrap();
-    let mut live = SeClient::login(
-        hub.addr(),
-        "DEFAULT",
-        "alice",
-        password("alice", "secret"),
-        false,
-    )
-    .unwrap();
+    let alice = || {
+        SeClient::login(
+            hub.addr(),
+            "DEFAULT",
+            "alice",
+            password("alice", "secret"),
+            false,
+        )
+        .unwrap()
+    };
+    let mut kicked = alice();
+    let mut live = alice();
     let list = hub::admin::sessions(&sb);
     assert_eq!(list.len(), 2, "{list:?}");
     assert!(list

@@ -964,25 +964,48 @@ impl Lan {
 
     /// The iperf3 server in b (one client, then it exits), listening.
     pub fn iperf3_server(&self) -> Proc {
-        let server = self.b.spawn(
-            "iperf3 -s",
-            &["iperf3", "-s", "-1", "-B", "10.77.0.12"],
-            &self.dir.path().join("iperf3-s.log"),
-        );
-        let ready = wait_until(LAN_T, || {
-            self.b
-                .exec(&["ss", "-ltn", "sport = :5201"])
-                .stdout
-                .windows(4)
-                .any(|w| w == b"5201")
-        });
-        assert!(ready, "iperf3 server did not start");
-        server
+        iperf3_server(&self.b, "10.77.0.12", &self.dir.path().join("iperf3-s.log"))
     }
 
     pub fn vb(&self) -> &Vnic {
         self.vb.as_ref().unwrap()
     }
+}
+
+/// An iperf3 server in `ns` on `ip` (one client, then it exits),
+/// listening when this returns.
+pub fn iperf3_server(ns: &Ns, ip: &str, log: &Path) -> Proc {
+    let server = ns.spawn("iperf3 -s", &["iperf3", "-s", "-1", "-B", ip], log);
+    let ready = wait_until(LAN_T, || {
+        ns.exec(&["ss", "-ltn", "sport = :5201"])
+            .stdout
+            .windows(4)
+            .any(|w| w == b"5201")
+    });
+    assert!(ready, "iperf3 server did not start");
+    server
+}
+
+/// iperf3 for 3 s from `cli` to a server on `srv_ip` in `srv`
+/// (`reverse`: the other way); Gbit/s received, never 0 (asserted).
+pub fn iperf3(srv: &Ns, srv_ip: &str, cli: &Ns, dir: &Path, reverse: bool) -> f64 {
+    let mut server = iperf3_server(
+        srv,
+        srv_ip,
+        &dir.join(format!("iperf3-s-{}-{reverse}.log", srv.name)),
+    );
+    let mut args = vec!["iperf3", "-c", srv_ip, "-t", "3", "-J"];
+    if reverse {
+        args.push("-R");
+    }
+    let out = cli.exec_ok(&args);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("iperf3 JSON");
+    let bps = report["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap_or(0.0);
+    assert!(bps > 0.0, "iperf3 moved nothing: {report}");
+    server.wait_exit(Duration::from_secs(10));
+    bps / 1e9
 }
 
 #[cfg(test)]

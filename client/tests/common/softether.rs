@@ -322,31 +322,29 @@ pub fn ping_report(ns: &Ns, target: &str) -> PingReport {
     parse_ping(&String::from_utf8_lossy(&out.stdout))
 }
 
-/// iperf3 for 3 s from `cli` to the server on `srv_ip` in `srv`
-/// (`reverse`: the other way); Gbit/s received.
-pub fn iperf3(srv: &Ns, srv_ip: &str, cli: &Ns, dir: &Path, reverse: bool) -> f64 {
-    let mut server = srv.spawn(
-        "iperf3 -s",
-        &["iperf3", "-s", "-1", "-B", srv_ip],
-        &dir.join(format!("iperf3-s-{}-{reverse}.log", srv.name)),
+/// Traffic between a vnic (in `a`, on `a_ip`) and a SoftEther client (in
+/// `b`, on `b_ip`) on one LAN: ping both ways (some echoes must come
+/// back), then iperf3 both ways (printed, never asserted on speed).
+/// `through` names the server for the RESULT lines.
+pub fn ping_and_iperf3_both_ways(
+    a: &Ns,
+    a_ip: &str,
+    b: &Ns,
+    b_ip: &str,
+    dir: &Path,
+    through: &str,
+) {
+    let ab = ping_report(a, b_ip);
+    let ba = ping_report(b, a_ip);
+    assert!(ab.received > 0 && ba.received > 0, "{ab:?} {ba:?}");
+    println!(
+        "RESULT ping vnic->vpnclient {}/{} rtt {:?} ms; vpnclient->vnic {}/{} rtt {:?} ms",
+        ab.received, ab.transmitted, ab.rtt, ba.received, ba.transmitted, ba.rtt
     );
-    let ready = wait_until(T, || {
-        srv.exec(&["ss", "-ltn", "sport = :5201"])
-            .stdout
-            .windows(4)
-            .any(|w| w == b"5201")
-    });
-    assert!(ready, "iperf3 server did not start");
-    let mut args = vec!["iperf3", "-c", srv_ip, "-t", "3", "-J"];
-    if reverse {
-        args.push("-R");
-    }
-    let out = cli.exec_ok(&args);
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("iperf3 JSON");
-    let bps = report["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .unwrap_or(0.0);
-    assert!(bps > 0.0, "iperf3 moved nothing: {report}");
-    server.wait_exit(Duration::from_secs(10));
-    bps / 1e9
+    let up = iperf3(b, b_ip, a, dir, false);
+    let down = iperf3(b, b_ip, a, dir, true);
+    println!(
+        "RESULT iperf3 vnic->vpnclient {up:.2} Gbit/s, vpnclient->vnic {down:.2} Gbit/s \
+         (through {through})"
+    );
 }
