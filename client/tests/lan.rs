@@ -83,18 +83,7 @@ fn two_vnics_share_a_lan_and_another_hub_sees_nothing() {
     );
 
     // iperf3 TCP for about 3 s.
-    let mut server = b.spawn(
-        "iperf3 -s",
-        &["iperf3", "-s", "-1", "-B", "10.77.0.12"],
-        &dir.path().join("iperf3-s.log"),
-    );
-    let ready = wait_until(T, || {
-        b.exec(&["ss", "-ltn", "sport = :5201"])
-            .stdout
-            .windows(4)
-            .any(|w| w == b"5201")
-    });
-    assert!(ready, "iperf3 server did not start");
+    let mut server = iperf3_server(&b, "10.77.0.12", &dir.path().join("iperf3-s.log"));
     let out = a.exec_ok(&["iperf3", "-c", "10.77.0.12", "-t", "3", "-J"]);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("iperf3 JSON");
     let bps = report["end"]["sum_received"]["bits_per_second"]
